@@ -1,0 +1,61 @@
+"""Training state and the loss-function contract every model implements.
+
+A model plugs into the engine by writing one function::
+
+    def loss_fn(params, model_state, batch, key) -> LossOutput
+
+- ``params``: the Linen ``params`` collection (a pytree).
+- ``model_state``: every other mutable Linen collection (e.g. ``{"batch_stats": ...}``), ``{}``
+  for models without one. The loss returns the updated value in ``LossOutput.model_state``.
+- ``batch``: a dict of arrays whose leading axis is the (per-step, global) batch.
+- ``key``: the step key, ``jax.random.fold_in(state.key, state.step)``, made by the engine.
+
+and, for evaluation, ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``
+(per-example values; the engine reduces them).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+
+from jaxvae.typing import PRNGKey, PyTree
+
+
+class LossOutput(NamedTuple):
+    """What a ``loss_fn`` returns.
+
+    Attributes:
+      loss: scalar to minimise (the batch mean of the per-example objective).
+      metrics: dict of scalars to log (batch means).
+      model_state: updated non-parameter collections; the input value when nothing changes.
+    """
+
+    loss: jax.Array
+    metrics: dict[str, jax.Array]
+    model_state: PyTree
+
+
+class TrainState(NamedTuple):
+    """Everything a step reads and writes; a pytree, so it is checkpointed and sharded as one.
+
+    Attributes:
+      step: int32 scalar, number of steps taken (applied or skipped).
+      params: model parameters.
+      model_state: non-parameter collections (batch statistics); ``{}`` when none.
+      opt_state: optax state.
+      key: PRNG key of the run; step ``t`` uses ``fold_in(key, t)``.
+      skipped: int32 scalar, number of steps whose update was non-finite and not applied.
+    """
+
+    step: jax.Array
+    params: PyTree
+    model_state: PyTree
+    opt_state: PyTree
+    key: PRNGKey
+    skipped: jax.Array
+
+
+LossFn = Callable[[PyTree, PyTree, dict, PRNGKey], LossOutput]
+EvalFn = Callable[[PyTree, PyTree, dict, PRNGKey], dict[str, jax.Array]]
