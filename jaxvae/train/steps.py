@@ -1,0 +1,454 @@
+"""Compiled train and eval steps, generic over any ``loss_fn`` / ``eval_fn`` (see ``state.py``).
+
+One step, for state ``s`` and batch ``x``::
+
+    k_t              = fold_in(s.key, s.step)                      # per-step key
+    (L, aux), g      = value_and_grad(loss_fn)(s.params, s.model_state, x, k_t)
+    u, opt_state'    = optimizer.update(g, s.opt_state, s.params)
+    params'          = s.params + u
+    ok               = isfinite(L) and all(isfinite(g)) and all(isfinite(u))
+    s' = (step + 1, params' if ok else params, model_state' if ok else model_state,
+          opt_state' if ok else opt_state, key, skipped + (0 if ok else 1))
+
+A non-finite step is never applied: parameters, optimizer state and model state keep their values bit for
+bit, and ``skipped`` counts it. The state argument is donated (its buffers are reused for the output), so
+the state passed in must not be used again; the returned one replaces it.
+
+Data parallelism: with ``mesh`` the batch is split over the mesh's (first) axis and the state is
+replicated; XLA inserts the gradient all-reduce. The step key is the same as on one device and the random
+draws are laid out over the *global* batch, so a sharded run reproduces the one-device trajectory up to
+float32 reduction order. Under :func:`make_pmap_train_step` each device folds its index into the step key
+(independent noise per shard), gradients, loss and metrics are averaged with ``pmean``.
+
+The returned step functions check every batch against the first one (pytree structure, shapes, dtypes)
+and raise ``ValueError`` on a mismatch instead of silently compiling a new program.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxvae.train.state import EvalFn, LossFn, LossOutput, TrainState
+from jaxvae.typing import PRNGKey, PyTree
+
+__all__ = [
+    "create_train_state",
+    "make_train_step",
+    "make_eval_step",
+    "make_pmap_train_step",
+    "replicate_for_pmap",
+    "unreplicate",
+    "StepFunction",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# State
+
+
+def _is_key(x: Any) -> bool:
+    if not hasattr(x, "dtype"):
+        return False
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return True
+    return x.dtype == jnp.uint32 and np.ndim(x) == 1 and np.shape(x)[0] == 2
+
+
+def create_train_state(
+    key: PRNGKey, params: PyTree, model_state: PyTree, optimizer: optax.GradientTransformation
+) -> TrainState:
+    """A fresh :class:`TrainState` at step 0.
+
+    The leaves of ``params`` and ``model_state`` are copied, so the caller's arrays stay valid after
+    the train step donates the state's buffers.
+
+    Args:
+      key: the run's PRNG key (``jax.random.key(seed)`` or a legacy ``uint32[2]`` key); step ``t`` uses
+        ``fold_in(key, t)``.
+      params: model parameters (pytree of float arrays).
+      model_state: non-parameter collections (``{}`` or ``None`` when the model has none).
+      optimizer: an ``optax.GradientTransformation`` (e.g. from ``make_optimizer``).
+
+    Returns:
+      ``TrainState(step=0, params, model_state, opt_state=optimizer.init(params), key, skipped=0)``.
+
+    Raises:
+      ValueError: if ``key`` is not a single PRNG key or ``optimizer`` is not a gradient transformation.
+    """
+    if not _is_key(key) or (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ()):
+        raise ValueError(
+            "`key` must be one PRNG key (jax.random.key(seed) or a uint32[2] key); got "
+            f"{getattr(key, 'dtype', type(key).__name__)} with shape {np.shape(key)}."
+        )
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise ValueError(
+            f"`optimizer` must be an optax.GradientTransformation; got {type(optimizer).__name__}."
+        )
+    model_state = {} if model_state is None else model_state
+    params = jax.tree.map(jnp.array, params)  # jnp.array copies: the state owns its buffers
+    model_state = jax.tree.map(jnp.array, model_state)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=model_state,
+        opt_state=optimizer.init(params),
+        key=jnp.array(key),
+        skipped=jnp.zeros((), jnp.int32),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Batch checking wrapper
+
+
+def _batch_spec(batch: Any) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(batch)
+    return treedef, tuple(
+        (jax.tree_util.keystr(p), tuple(np.shape(x)), np.dtype(getattr(x, "dtype", np.asarray(x).dtype)))
+        for p, x in leaves
+    )
+
+
+def _describe(spec: tuple) -> str:
+    return ", ".join(f"{name or 'batch'}: {dt}{list(shape)}" for name, shape, dt in spec[1])
+
+
+def check_batch_divisible(batch: Any, n: int, what: str, *, axis: int = 0) -> None:
+    """Raise ``ValueError`` if any batch leaf's ``axis`` size is not divisible by ``n``.
+
+    Args:
+      batch: pytree of arrays.
+      n: the number of shards.
+      what: describes the shards in the message, e.g. ``"8 devices on mesh axis 'data'"``.
+      axis: the batch axis.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
+    if not leaves:
+        raise ValueError("`batch` holds no arrays.")
+    for path, x in leaves:
+        name = jax.tree_util.keystr(path) or "batch"
+        shape = np.shape(x)
+        if len(shape) <= axis:
+            raise ValueError(
+                f"batch entry {name} has shape {shape}; every batch entry needs a batch axis {axis}."
+            )
+        if shape[axis] % n:
+            lo, hi = (shape[axis] // n) * n, (shape[axis] // n + 1) * n
+            raise ValueError(
+                f"batch entry {name} has {shape[axis]} examples (shape {shape}), which does not split "
+                f"evenly over {what}. Use a batch size divisible by {n} (e.g. {lo or n} or {hi}), or "
+                "drop the remainder batch (drop_remainder=True)."
+            )
+
+
+class StepFunction:
+    """A (jitted) step that checks each batch against the first one it saw.
+
+    Calling it runs the step. The first call fixes the expected batch structure, shapes and dtypes
+    (and, for sharded or pmapped steps, checks that the batch splits evenly over the devices); a later
+    batch that differs raises ``ValueError`` instead of silently compiling a second program.
+
+    Attributes:
+      fn: the underlying (jitted or pmapped) function.
+      batch_spec: ``None`` before the first call, then the (treedef, ((name, shape, dtype), ...)) seen.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        name: str,
+        batch_argnum: int,
+        first_check: Optional[Callable[[Any], None]] = None,
+    ):
+        self.fn = fn
+        self.name = name
+        self._batch_argnum = batch_argnum
+        self._first_check = first_check
+        self.batch_spec = None
+
+    def _check(self, batch: Any) -> None:
+        spec = _batch_spec(batch)
+        if self.batch_spec is None:
+            if self._first_check is not None:
+                self._first_check(batch)
+            self.batch_spec = spec
+        elif spec != self.batch_spec:
+            raise ValueError(
+                f"{self.name}: batch does not match the batch this step was compiled for.\n"
+                f"  expected: {_describe(self.batch_spec)}\n  got:      {_describe(spec)}\n"
+                "Every call must get the same keys, shapes and dtypes (use drop_remainder=True for the "
+                "last partial batch, cast to the same dtype), or build a separate step for the new shape."
+            )
+
+    def __call__(self, *args):
+        self._check(args[self._batch_argnum])
+        return self.fn(*args)
+
+    def cache_size(self) -> int:
+        """Number of programs compiled so far (1 after any number of well-formed calls); -1 if unknown."""
+        size = getattr(self.fn, "_cache_size", None)
+        return int(size()) if callable(size) else -1
+
+    def lower(self, *args):
+        """``jax.jit(...).lower`` of the underlying function (for AOT inspection)."""
+        return self.fn.lower(*args)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Step bodies
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    if not leaves:
+        return jnp.array(True)
+    return jnp.stack(leaves).all()
+
+
+def _call_loss(loss_fn: LossFn, params, model_state, batch, key) -> tuple[jax.Array, LossOutput]:
+    out = loss_fn(params, model_state, batch, key)
+    if not (isinstance(out, tuple) and len(out) == 3):
+        raise ValueError(
+            "`loss_fn` must return LossOutput(loss, metrics, model_state); got "
+            f"{type(out).__name__}."
+        )
+    out = LossOutput(*out)
+    if jnp.shape(out.loss) != ():
+        raise ValueError(
+            f"`loss_fn` must return a scalar loss (the batch mean); got shape {jnp.shape(out.loss)}."
+        )
+    if not isinstance(out.metrics, dict):
+        raise ValueError(f"`loss_fn` metrics must be a dict; got {type(out.metrics).__name__}.")
+    for name, v in out.metrics.items():
+        if jnp.shape(v) != ():
+            raise ValueError(
+                f"`loss_fn` metric {name!r} must be a scalar (batch mean); got shape {jnp.shape(v)}."
+            )
+    return out.loss, out
+
+
+def _select(ok: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
+def _train_body(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    batch: Any,
+    key: PRNGKey,
+    axis_name: Optional[str] = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    grad_fn = jax.value_and_grad(
+        lambda p: _call_loss(loss_fn, p, state.model_state, batch, key), has_aux=True
+    )
+    (loss, out), grads = grad_fn(state.params)
+    metrics = dict(out.metrics)
+    new_model_state = out.model_state
+    if axis_name is not None:
+        grads, loss, metrics, new_model_state = jax.lax.pmean(
+            (grads, loss, metrics, new_model_state), axis_name
+        )
+    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.global_norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(updates)
+    skipped = state.skipped + jnp.where(ok, 0, 1).astype(state.skipped.dtype)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=_select(ok, new_params, state.params),
+        model_state=_select(ok, new_model_state, state.model_state),
+        opt_state=_select(ok, new_opt_state, state.opt_state),
+        key=state.key,
+        skipped=skipped,
+    )
+    metrics.update(loss=loss, grad_norm=grad_norm, skipped=skipped)
+    return new_state, metrics
+
+
+def _data_axis(mesh: Mesh) -> str:
+    if not isinstance(mesh, Mesh):
+        raise ValueError(f"`mesh` must be a jax.sharding.Mesh or None; got {type(mesh).__name__}.")
+    return mesh.axis_names[0]
+
+
+def _mesh_check(mesh: Optional[Mesh]) -> Optional[Callable[[Any], None]]:
+    if mesh is None:
+        return None
+    axis = _data_axis(mesh)
+    n = int(mesh.shape[axis])
+    if n == 1:
+        return None
+    return lambda batch: check_batch_divisible(batch, n, f"{n} devices on mesh axis {axis!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public builders
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Optional[Mesh] = None,
+    donate: bool = True,
+    jit: bool = True,
+) -> StepFunction:
+    """Build ``step(state, batch) -> (state, metrics)``.
+
+    Args:
+      loss_fn: ``loss_fn(params, model_state, batch, key) -> LossOutput`` (scalar loss, scalar metrics).
+      optimizer: an ``optax.GradientTransformation``.
+      mesh: if given, the batch is split over the mesh's first axis (each leaf's leading axis) and the
+        state is replicated over the mesh; outputs are replicated.
+      donate: donate the state argument (its buffers are reused; do not touch the old state afterwards).
+      jit: compile with ``jax.jit`` (``False`` runs eagerly, for debugging).
+
+    Returns:
+      A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict of
+      scalars: the ``loss_fn`` metrics plus ``'loss'``, ``'grad_norm'`` (global L2 norm of the gradient
+      before clipping) and ``'skipped'`` (cumulative count of skipped non-finite steps).
+
+    Raises:
+      ValueError: (at call time) if the batch's leading axis does not split evenly over the mesh, or a
+        batch differs in structure, shape or dtype from the first batch.
+    """
+    if not callable(loss_fn):
+        raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
+
+    def step(state: TrainState, batch: Any):
+        key = jax.random.fold_in(state.key, state.step)
+        return _train_body(loss_fn, optimizer, state, batch, key)
+
+    first_check = _mesh_check(mesh)
+    if jit:
+        kw: dict[str, Any] = {"donate_argnums": (0,) if donate else ()}
+        if mesh is not None:
+            rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
+            kw.update(in_shardings=(rep, data), out_shardings=(rep, rep))
+        fn = jax.jit(step, **kw)
+    else:
+        fn = step
+    return StepFunction(fn, "train_step", 1, first_check)
+
+
+def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = True) -> StepFunction:
+    """Build ``eval_step(state, batch, key) -> dict[str, Array[B]]`` (per-example values).
+
+    Args:
+      eval_fn: ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``.
+      mesh: if given, the batch and the per-example outputs are split over the mesh's first axis.
+      jit: compile with ``jax.jit``.
+
+    Returns:
+      A :class:`StepFunction`; the state is not donated.
+
+    Raises:
+      ValueError: if an output is not a ``[B]`` array, or (at call time) the batch does not split over
+        the mesh or differs from the first batch.
+    """
+    if not callable(eval_fn):
+        raise ValueError(f"`eval_fn` must be callable; got {type(eval_fn).__name__}.")
+
+    def step(state: TrainState, batch: Any, key: PRNGKey):
+        out = eval_fn(state.params, state.model_state, batch, key)
+        if not isinstance(out, dict):
+            raise ValueError(f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}.")
+        b = jax.tree.leaves(batch)[0].shape[0]
+        for name, v in out.items():
+            if jnp.shape(v) != (b,):
+                raise ValueError(
+                    f"`eval_fn` output {name!r} must be per-example with shape ({b},); "
+                    f"got {jnp.shape(v)}."
+                )
+        return out
+
+    first_check = _mesh_check(mesh)
+    if jit:
+        kw: dict[str, Any] = {}
+        if mesh is not None:
+            rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
+            kw.update(in_shardings=(rep, data, rep), out_shardings=data)
+        fn = jax.jit(step, **kw)
+    else:
+        fn = step
+    return StepFunction(fn, "eval_step", 1, first_check)
+
+
+def make_pmap_train_step(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    axis_name: str = "batch",
+    donate: bool = True,
+    devices: Optional[list] = None,
+) -> StepFunction:
+    """Build the ``jax.pmap`` form: ``step(replicated_state, batch[n_dev, b, ...])``.
+
+    Each device computes the loss and gradient of its ``b`` examples with key
+    ``fold_in(fold_in(state.key, state.step), axis_index)``; gradients, loss, metrics and the updated
+    model state are averaged over ``axis_name`` (``pmean``) before the (identical) update, so every
+    replica stays equal. With a loss that does not use its key the trajectory equals the one-device
+    run on the concatenated batch of ``n_dev * b`` examples, up to float32 reduction order.
+
+    Args:
+      loss_fn: as for :func:`make_train_step`.
+      optimizer: an ``optax.GradientTransformation``.
+      axis_name: name of the mapped axis used by the collectives.
+      donate: donate the replicated state.
+      devices: devices to map over (default: all local devices).
+
+    Returns:
+      A :class:`StepFunction`; state and metrics come back with a leading device axis (use
+      :func:`replicate_for_pmap` / :func:`unreplicate`).
+
+    Raises:
+      ValueError: (at call time) if the batch's leading axis is not the local device count, or a batch
+        differs from the first batch.
+    """
+    if not callable(loss_fn):
+        raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
+
+    def step(state: TrainState, batch: Any):
+        key = jax.random.fold_in(state.key, state.step)
+        key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+        return _train_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name)
+
+    n_dev = len(devices) if devices is not None else jax.local_device_count()
+    fn = jax.pmap(
+        step, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices
+    )
+
+    def check_leading(batch):
+        for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
+            shape = np.shape(x)
+            if len(shape) < 2 or shape[0] != n_dev:
+                name = jax.tree_util.keystr(path) or "batch"
+                raise ValueError(
+                    f"batch entry {name} has shape {shape}; the pmap step needs "
+                    f"[{n_dev} devices, per-device batch, ...]. Reshape a global batch of B "
+                    f"examples with x.reshape({n_dev}, B // {n_dev}, ...) (B divisible by {n_dev})."
+                )
+
+    return StepFunction(fn, "pmap_train_step", 1, check_leading)
+
+
+def replicate_for_pmap(tree: PyTree, devices: Optional[list] = None) -> PyTree:
+    """Copy ``tree`` onto each local device, stacked on a new leading axis (the pmap layout)."""
+    devices = list(devices) if devices is not None else jax.local_devices()
+    n = len(devices)
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("_replica",)), P("_replica"))
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x[None], (n,) + jnp.shape(x)), tree)
+    return jax.device_put(stacked, sharding)
+
+
+def unreplicate(tree: PyTree) -> PyTree:
+    """The first replica of a pmap-layout tree (leading device axis dropped)."""
+    return jax.tree.map(lambda x: x[0], tree)
