@@ -1,0 +1,361 @@
+"""The one training loop: ``fit``.
+
+``fit`` drives any ``step(state, batch) -> (state, metrics)`` built by
+:func:`jaxvae.train.steps.make_train_step` over a resumable batch iterator and takes care of
+everything around it:
+
+- **Resume.** If ``workdir/checkpoints`` holds a checkpoint, the state and the iterator state are
+  restored and training continues from its step; re-running the same command resumes. Because the
+  step key is ``fold_in(state.key, state.step)`` and the iterator state is saved with each checkpoint,
+  a run killed at any point (even SIGKILL) and resumed ends with bitwise the same parameters as an
+  uninterrupted run. A checkpoint of a different model is refused with an error saying what differs.
+- **Preemption.** SIGTERM sets a flag; at the next step boundary the loop saves a checkpoint, closes
+  the writers and returns with ``history["preempted"] = True``.
+- **Evaluation** every ``eval_every`` steps and at the end over the whole ``eval_data``, each example
+  exactly once (the last partial batch is padded to the batch size and the padding dropped on the
+  host); per-example values are reduced to means on the host in float64.
+- **Logging**: a tqdm bar with examples/s, ``metrics.jsonl``, TensorBoard events, PNG grids from
+  ``image_fn`` at each evaluation, and ``config.json`` beside the run.
+- **Sync.** The step's metrics are fetched to the host every step. This bounds the async queue, which
+  avoids the abort of long queues of collective steps on virtual devices and, on 2 CPU cores, is also
+  faster than running ahead (``environment.md`` §1.6, §4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+import jax
+import numpy as np
+
+from jaxvae.train.checkpoint import CheckpointManager, _jsonable
+from jaxvae.train.writers import MetricWriter
+from jaxvae.typing import PRNGKey, PyTree
+
+_EVAL_SALT = 0x5EED  # eval keys: fold_in(fold_in(state.key, _EVAL_SALT), step); disjoint use from train
+_IMAGE_SALT = 0x1A6E
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Generic training-loop settings (the ``train`` section of an experiment config).
+
+    Attributes:
+      num_steps: total optimizer steps (a resumed run stops at the same total).
+      batch_size: global training batch size.
+      eval_every: evaluate every this many steps (and at the end); 0 evaluates only at the end.
+      log_every: write averaged training metrics every this many steps.
+      checkpoint_every: save a checkpoint every this many steps (and at the end, and on SIGTERM).
+      seed: seed of the run's PRNG key and of the data order.
+      eval_batch_size: batch size of the evaluation passes.
+      keep_checkpoints: number of most recent checkpoints kept.
+      progress: show a tqdm progress bar.
+    """
+
+    num_steps: int = 10_000
+    batch_size: int = 128
+    eval_every: int = 2_000
+    log_every: int = 100
+    checkpoint_every: int = 2_000
+    seed: int = 0
+    eval_batch_size: int = 1_000
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+class _StopFlag:
+    """Set by SIGTERM; read by the loop at step boundaries."""
+
+    def __init__(self):
+        self.set = False
+        self.signum: int | None = None
+
+    def __call__(self, signum, frame):
+        del frame
+        self.set = True
+        self.signum = signum
+
+
+def check_finite_batch(batch: Mapping[str, Any], *, where: str = "batch") -> None:
+    """Raise ``ValueError`` naming the key if a floating array of ``batch`` holds NaN or inf."""
+    for k, v in batch.items():
+        a = np.asarray(v)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(
+                f"{where}[{k!r}] holds {bad} non-finite value(s) (NaN or inf) of {a.size}; clean the "
+                "data (or its transform) before training."
+            )
+
+
+def _put(batch: Mapping[str, Any], mesh) -> Any:
+    if mesh is None:
+        return dict(batch)
+    from jaxvae.train import sharding
+
+    if jax.process_count() > 1:
+        return sharding.global_batch_from_process_local(dict(batch), mesh)
+    return sharding.shard_batch(dict(batch), mesh)
+
+
+def _leading_dim(batch: Mapping[str, Any]) -> int:
+    sizes = {k: np.shape(v)[0] for k, v in batch.items() if np.ndim(v) > 0}
+    if not sizes:
+        raise ValueError("batches must hold at least one array with a leading batch axis.")
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"batch arrays disagree on the leading (batch) dimension: {sizes}.")
+    return next(iter(sizes.values()))
+
+
+def evaluate(
+    eval_step: Callable,
+    state: PyTree,
+    eval_data: Mapping[str, Any],
+    key: PRNGKey,
+    *,
+    batch_size: int,
+    mesh=None,
+) -> dict[str, float]:
+    """Evaluate every example of ``eval_data`` exactly once; return host means of each value.
+
+    Args:
+      eval_step: ``eval_step(state, batch, key) -> dict[str, Array[B]]`` (per-example values).
+      state: the train state.
+      eval_data: dict of host arrays ``[N, ...]``.
+      key: eval key; batch ``i`` gets ``fold_in(key, i)``.
+      batch_size: eval batch size; a last partial batch is padded (by repeating its rows) to this
+        size so one compiled program serves every batch, and padded rows are dropped on the host.
+      mesh: optional device mesh; batches are sharded over its data axis.
+
+    Returns:
+      ``{name: mean over the N examples}`` (float64 accumulation) plus ``'num_examples'``.
+    """
+    n = _leading_dim(eval_data)
+    if n == 0:
+        raise ValueError("`eval_data` must hold at least one example.")
+    bs = int(batch_size)
+    if bs < 1:
+        raise ValueError(f"`batch_size` must be >= 1; got {batch_size!r}.")
+    if mesh is None:
+        bs = min(bs, n)
+    else:
+        ndev = mesh.devices.size
+        bs = -(-min(bs, n) // ndev) * ndev  # a multiple of the device count
+    sums: dict[str, float] = {}
+    seen = 0
+    for i, lo in enumerate(range(0, n, bs)):
+        m = min(bs, n - lo)
+        idx = np.arange(lo, lo + bs)
+        idx = np.where(idx < lo + m, idx, lo + (idx - lo) % m)  # pad by repeating real rows
+        chunk = {k: np.asarray(v)[idx] for k, v in eval_data.items()}
+        out = jax.device_get(eval_step(state, _put(chunk, mesh), jax.random.fold_in(key, i)))
+        for name, val in out.items():
+            val = np.asarray(val)
+            if val.shape != (bs,):
+                raise ValueError(
+                    f"eval_step must return per-example values of shape [{bs}]; {name!r} has shape "
+                    f"{val.shape}."
+                )
+            sums[name] = sums.get(name, 0.0) + float(np.sum(val[:m], dtype=np.float64))
+        seen += m
+    assert seen == n
+    means = {k: v / n for k, v in sums.items()}
+    means["num_examples"] = n
+    return means
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _require_positive(name: str, v: Any, *, allow_zero: bool = False) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an int; got {v!r}.")
+    if v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else '>= 1'}; got {v}.")
+    return int(v)
+
+
+def fit(
+    *,
+    state: PyTree,
+    train_step: Callable,
+    train_iter: Iterator,
+    num_steps: int,
+    workdir: str | os.PathLike,
+    config: Mapping[str, Any],
+    eval_step: Callable | None = None,
+    eval_data: Mapping[str, Any] | None = None,
+    eval_every: int = 0,
+    log_every: int = 100,
+    checkpoint_every: int = 1000,
+    image_fn: Callable | None = None,
+    mesh=None,
+    eval_batch_size: int | None = None,
+    keep_checkpoints: int = 2,
+    progress: bool = True,
+) -> tuple[PyTree, dict]:
+    """Train ``state`` to ``num_steps`` steps, resuming from ``workdir`` when it holds a checkpoint.
+
+    Args:
+      state: initial ``TrainState`` (ignored apart from its structure when a checkpoint exists).
+      train_step: ``step(state, batch) -> (state, metrics)``; metrics are scalars.
+      train_iter: iterator of host batches (dicts of arrays) with ``get_state()`` / ``set_state()``
+        (e.g. :class:`jaxvae.data.loader.BatchIterator`); its state goes into every checkpoint.
+      num_steps: total number of steps (the state's ``step`` at the end).
+      workdir: run directory: ``checkpoints/``, ``metrics.jsonl``, TensorBoard events, ``images/``,
+        ``config.json``.
+      config: JSON-serialisable dict of the run's config; its ``'model'`` section must match a
+        checkpoint found in ``workdir``.
+      eval_step: ``eval_step(state, batch, key) -> dict[str, Array[B]]``.
+      eval_data: dict of host arrays ``[N, ...]`` evaluated exactly once per example.
+      eval_every: evaluate every this many steps and at the end (0: only at the end).
+      log_every: write averaged training metrics every this many steps (and at the end).
+      checkpoint_every: checkpoint every this many steps (and at the end, and on SIGTERM).
+      image_fn: ``image_fn(state, key) -> {name: [N, H, W(, C)] in [0, 1]}``, written as PNG grids
+        at each evaluation.
+      mesh: optional ``jax.sharding.Mesh``; batches are sharded over its data axis (the caller
+        places ``state``, e.g. with ``jaxvae.train.sharding.replicate``).
+      eval_batch_size: eval batch size (default: the training batch size).
+      keep_checkpoints: number of checkpoints kept.
+      progress: show a tqdm bar.
+
+    Returns:
+      ``(state, history)`` with ``history = {"train": [records], "eval": [records],
+      "start_step": int, "end_step": int, "preempted": bool}``. When the checkpoint is already at
+      ``num_steps`` no step is taken, nothing is written, and ``history["eval"]`` holds one
+      evaluation of the restored state (when ``eval_step`` is given).
+
+    Raises:
+      ValueError: bad arguments; non-finite values in the first batch or in ``eval_data`` (the
+        message names the key); a checkpoint of a different model in ``workdir``.
+    """
+    num_steps = _require_positive("num_steps", num_steps, allow_zero=True)
+    eval_every = _require_positive("eval_every", eval_every, allow_zero=True)
+    log_every = _require_positive("log_every", log_every)
+    checkpoint_every = _require_positive("checkpoint_every", checkpoint_every)
+    if not (hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")):
+        raise ValueError(
+            "`train_iter` must provide get_state() and set_state() so checkpoints can resume the data "
+            f"order exactly (e.g. jaxvae.data.loader.BatchIterator); got {type(train_iter).__name__}."
+        )
+    if (eval_data is None) != (eval_step is None):
+        raise ValueError("`eval_step` and `eval_data` must be given together.")
+    if eval_data is not None:
+        _leading_dim(eval_data)
+        check_finite_batch(eval_data, where="eval_data")
+    try:
+        config_json = _jsonable(dict(config))
+        json.dumps(config_json)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`config` must be a JSON-serialisable dict; {e}") from None
+
+    workdir = os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = CheckpointManager(os.path.join(workdir, "checkpoints"), keep=keep_checkpoints)
+    restored = ckpt.restore_latest(state, expected_config=config_json)
+    if restored is not None:
+        state, data_state, _ = restored
+        train_iter.set_state(data_state)
+    start = int(jax.device_get(state.step))
+    history: dict[str, Any] = {
+        "train": [], "eval": [], "start_step": start, "end_step": start, "preempted": False,
+    }
+
+    def eval_key(st, t):
+        return jax.random.fold_in(jax.random.fold_in(st.key, _EVAL_SALT), t)
+
+    if start >= num_steps:
+        if eval_step is not None:
+            ev = evaluate(eval_step, state, eval_data, eval_key(state, start),
+                          batch_size=eval_batch_size or 1000, mesh=mesh)
+            history["eval"].append({"step": start, **ev})
+        ckpt.close()
+        return state, history
+
+    _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, disable=not progress)
+    writer = MetricWriter(workdir, resume_step=start if restored is not None else None,
+                          print_fn=bar.write if progress else None)
+    if restored is None:
+        writer.write_hparams(config_json)
+
+    stop = _StopFlag()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
+
+    try:
+        batch = next(train_iter)
+        check_finite_batch(batch, where="first training batch")
+        batch_size = _leading_dim(batch)
+        eval_bs = eval_batch_size or batch_size
+        window: dict[str, float] = {}
+        window_steps, window_time = 0, 0.0
+        t = start
+        for t in range(start + 1, num_steps + 1):
+            if t > start + 1:
+                batch = next(train_iter)
+            tic = time.perf_counter()
+            state, metrics = train_step(state, _put(batch, mesh))
+            metrics = jax.device_get(metrics)  # the per-step sync (see module docstring)
+            dt = time.perf_counter() - tic
+            if t == start + 1:
+                first_step_s = dt  # includes compilation; kept out of the throughput
+            else:
+                window_time += dt
+            window_steps += 1
+            for k, v in metrics.items():
+                window[k] = window.get(k, 0.0) + float(np.asarray(v))
+            bar.update(1)
+
+            if t % log_every == 0 or t == num_steps:
+                rec = {f"train/{k}": v / window_steps for k, v in window.items()}
+                if "skipped" in metrics:
+                    rec["train/skipped"] = int(np.asarray(metrics["skipped"]))
+                timed_steps = window_steps - (1 if t - window_steps == start else 0)
+                if timed_steps > 0 and window_time > 0:
+                    rec["examples_per_sec"] = batch_size * timed_steps / window_time
+                    rec["steps_per_sec"] = timed_steps / window_time
+                if t - window_steps == start:
+                    rec["first_step_sec"] = first_step_s
+                writer.write_scalars(t, rec)
+                history["train"].append({"step": t, **rec})
+                bar.set_postfix(loss=f"{rec.get('train/loss', float('nan')):.4g}",
+                                ex_per_s=f"{rec.get('examples_per_sec', 0.0):.4g}")
+                window, window_steps, window_time = {}, 0, 0.0
+
+            if eval_step is not None and ((eval_every and t % eval_every == 0) or t == num_steps):
+                ev = evaluate(eval_step, state, eval_data, eval_key(state, t), batch_size=eval_bs,
+                              mesh=mesh)
+                writer.write_scalars(t, {f"eval/{k}": v for k, v in ev.items()})
+                history["eval"].append({"step": t, **ev})
+                if image_fn is not None:
+                    imgs = jax.device_get(image_fn(state, jax.random.fold_in(eval_key(state, t), _IMAGE_SALT)))
+                    writer.write_images(t, imgs)
+
+            if t % checkpoint_every == 0 or t == num_steps or stop.set:
+                ckpt.save(t, state, data_state=train_iter.get_state(), config=config_json)
+            if stop.set:
+                history["preempted"] = True
+                bar.write(f"signal {stop.signum} received: checkpoint saved at step {t}; "
+                          "re-run the same command to resume.")
+                break
+        history["end_step"] = t
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+        writer.close()
+        bar.close()
+        ckpt.close()
+    return state, history

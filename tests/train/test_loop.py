@@ -1,0 +1,221 @@
+"""fit: training to num_steps, logging, exact-once evaluation, resume, preemption, data checks."""
+
+import functools
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvae.data.loader import BatchIterator
+from jaxvae.train.loop import evaluate, fit
+from jaxvae.train.optim import OptimizerConfig, make_optimizer
+from jaxvae.train.state import LossOutput
+from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step
+
+D = 6
+
+
+def toy_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    y = (x @ rng.normal(size=(D,)) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def toy_loss(params, model_state, batch, key):
+    # input noise makes the trajectory depend on the per-step key
+    x = batch["x"] + 0.1 * jax.random.normal(key, batch["x"].shape)
+    err = x @ params["w"] + params["b"] - batch["y"]
+    loss = jnp.mean(err**2)
+    return LossOutput(loss, {"mse": loss}, model_state)
+
+
+def toy_eval(params, model_state, batch, key):
+    del key
+    err = batch["x"] @ params["w"] + params["b"] - batch["y"]
+    return {"sq_err": err**2, "y": batch["y"]}
+
+
+@functools.lru_cache(maxsize=None)
+def toy_step():
+    """One optimizer and one jitted step shared by the tests (compiled once per process)."""
+    tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
+    return tx, make_train_step(toy_loss, tx)
+
+
+@functools.lru_cache(maxsize=None)
+def toy_eval_step(batch_shape):
+    """One eval step per batch shape (a step function refuses a batch unlike its first)."""
+    del batch_shape
+    return make_eval_step(toy_eval)
+
+
+def toy_setup(seed=0, n=64, batch_size=8):
+    params = {"w": jnp.zeros((D,)), "b": jnp.zeros(())}
+    tx, step = toy_step()
+    state = create_train_state(jax.random.key(seed), params, {}, tx)
+    it = BatchIterator(toy_data(n), batch_size, seed=seed)
+    return state, step, it
+
+
+def run(workdir, num_steps, *, iter_wrapper=None, **kw):
+    state, step, it = toy_setup()
+    kw.setdefault("checkpoint_every", 3)
+    kw.setdefault("log_every", 2)
+    return fit(state=state, train_step=step, train_iter=iter_wrapper(it) if iter_wrapper else it,
+               num_steps=num_steps, workdir=workdir, config={"model": {"d": D}}, progress=False, **kw)
+
+
+def params_bits(state):
+    return {k: np.asarray(v).tobytes() for k, v in state.params.items()}
+
+
+class Interrupt:
+    """Wraps an iterator; calls ``action`` when batch number ``at`` (1-based) is requested."""
+
+    def __init__(self, it, at, action):
+        self.it, self.at, self.action, self.n = it, at, action, 0
+
+    def __next__(self):
+        self.n += 1
+        if self.n == self.at:
+            self.action()
+        return next(self.it)
+
+    def get_state(self):
+        return self.it.get_state()
+
+    def set_state(self, s):
+        self.it.set_state(s)
+
+
+class Crash(Exception):
+    pass
+
+
+def _raise():
+    raise Crash
+
+
+def test_fit_trains_logs_evaluates_and_checkpoints(tmp_path):
+    ev = toy_eval_step(16)
+    data = toy_data(37, seed=1)
+    images = lambda st, key: {"noise": jax.random.uniform(key, (4, 5, 5))}  # noqa: E731
+    state, hist = run(tmp_path, 10, eval_step=ev, eval_data=data, eval_every=5, image_fn=images, eval_batch_size=16)
+    assert int(state.step) == 10 and hist["end_step"] == 10 and not hist["preempted"]
+    recs = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    train_steps = [r["step"] for r in recs if "train/loss" in r]
+    assert train_steps == [2, 4, 6, 8, 10]
+    assert all(r["examples_per_sec"] > 0 for r in recs if "train/loss" in r and r["step"] > 2)
+    evals = [r for r in recs if "eval/sq_err" in r]
+    assert [r["step"] for r in evals] == [5, 10]
+    # each of the 37 eval examples counted exactly once (37 = 2 * 16 + 5: last batch padded)
+    assert evals[0]["eval/num_examples"] == 37
+    np.testing.assert_allclose(evals[0]["eval/y"], np.mean(data["y"], dtype=np.float64), rtol=1e-6)
+    assert json.load(open(tmp_path / "config.json")) == {"model": {"d": D}}
+    assert sorted(os.listdir(tmp_path / "images")) == ["noise_00000005.png", "noise_00000010.png"]
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == [9, 10]
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
+    # the loss went down from its first logged value
+    losses = [r["train/loss"] for r in recs if "train/loss" in r]
+    assert losses[-1] < losses[0]
+
+
+def test_evaluate_counts_each_example_once():
+    # eval values are the example indices: the mean is exact only if each is seen once
+    n = 23
+    data = {"i": np.arange(n, dtype=np.float32)}
+    step = lambda st, b, k: {"i": jnp.asarray(b["i"]), "sq": jnp.asarray(b["i"]) ** 2}  # noqa: E731
+    for bs in (1, 4, 23, 50):
+        out = evaluate(step, None, data, jax.random.key(0), batch_size=bs)
+        assert out["num_examples"] == n
+        assert out["i"] == pytest.approx(np.mean(np.arange(n)), abs=0)
+        assert out["sq"] == pytest.approx(np.mean(np.arange(n) ** 2.0), abs=0)
+
+
+def test_resume_after_crash_is_bitwise_identical(tmp_path):
+    ref, _ = run(tmp_path / "ref", 10)
+    with pytest.raises(Crash):  # dies while fetching batch 8: last checkpoint is step 6
+        run(tmp_path / "b", 10, iter_wrapper=lambda it: Interrupt(it, 8, _raise))
+    assert sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints") if s.isdigit()) == [3, 6]
+    state, hist = run(tmp_path / "b", 10)
+    assert hist["start_step"] == 6 and int(state.step) == 10
+    assert params_bits(state) == params_bits(ref)
+    # metrics.jsonl holds one record per logged step despite the replay of steps 7..
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "b" / "metrics.jsonl")]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+def test_rerun_of_finished_run_takes_no_step(tmp_path):
+    run(tmp_path, 4)
+    before = open(tmp_path / "metrics.jsonl").read()
+    state, hist = run(tmp_path, 4, eval_step=toy_eval_step(8), eval_data=toy_data(8))
+    assert int(state.step) == 4 and hist["train"] == [] and hist["start_step"] == 4
+    assert [e["step"] for e in hist["eval"]] == [4]
+    assert open(tmp_path / "metrics.jsonl").read() == before
+
+
+def test_sigterm_saves_then_returns_and_resumes_exactly(tmp_path):
+    ref, _ = run(tmp_path / "ref", 10)
+    term = lambda: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    state, hist = run(tmp_path / "b", 10, iter_wrapper=lambda it: Interrupt(it, 5, term))
+    assert hist["preempted"] and int(state.step) == 5  # saved at the step boundary after batch 5
+    assert sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints") if s.isdigit()) == [3, 5]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    state, hist = run(tmp_path / "b", 10)
+    assert hist["start_step"] == 5 and params_bits(state) == params_bits(ref)
+
+
+def test_nan_in_first_batch_names_the_key(tmp_path):
+    state, step, _ = toy_setup()
+
+    def poison(batch, rng):  # a transform that produces NaN (the arrays themselves are checked by the loader)
+        return {**batch, "x": np.where(batch["x"] > 1.0, np.nan, batch["x"])}
+
+    it = BatchIterator(toy_data(), 64, seed=0, transform=poison)
+    with pytest.raises(ValueError, match=r"\['x'\].*non-finite"):
+        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
+            progress=False)
+    assert not os.path.exists(tmp_path / "checkpoints" / "1")
+
+
+def test_nan_in_eval_data_names_the_key(tmp_path):
+    state, step, it = toy_setup()
+    bad = toy_data(8)
+    bad["y"][0] = np.inf
+    with pytest.raises(ValueError, match=r"eval_data\['y'\]"):
+        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
+            eval_step=toy_eval_step(8), eval_data=bad, progress=False)
+
+
+def test_wrong_model_in_workdir(tmp_path):
+    run(tmp_path, 3)
+    params = {"w": jnp.zeros((D + 1,)), "b": jnp.zeros(())}
+    tx = make_optimizer(OptimizerConfig())
+    state = create_train_state(jax.random.key(0), params, {}, tx)
+    it = BatchIterator(toy_data(), 8, seed=0)
+    with pytest.raises(ValueError, match=r"different model(.|\n)*\['w'\](.|\n)*--workdir"):
+        fit(state=state, train_step=make_train_step(toy_loss, tx), train_iter=it, num_steps=5,
+            workdir=tmp_path, config={"model": {"d": D + 1}}, progress=False)
+
+
+@pytest.mark.parametrize("kw, match", [({"num_steps": -1}, "num_steps"), ({"log_every": 0}, "log_every"),
+                                       ({"eval_data": {"x": np.ones(3)}}, "together")])
+def test_bad_arguments(tmp_path, kw, match):
+    state, step, it = toy_setup()
+    args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
+                progress=False)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        fit(**args)
+
+
+def test_iterator_without_state_is_refused(tmp_path):
+    state, step, it = toy_setup()
+    with pytest.raises(ValueError, match="get_state"):
+        fit(state=state, train_step=step, train_iter=iter([{"x": 1}]), num_steps=2, workdir=tmp_path,
+            config={}, progress=False)
