@@ -1,0 +1,30 @@
+r"""Baseline VAE on dynamically binarized MNIST (Kingma & Welling 2014; the Burda et al. 2016 VAE).
+
+    python -m experiments.vae.main --config experiments/vae/configs/default.py --workdir runs/vae-default
+
+Model: MLP encoder 784-500-500-(2x50), decoder 50-500-500-784, tanh, Bernoulli likelihood, analytic
+KL; Adam 1e-3, batch 128, 10000 steps (~21 epochs), dynamic binarization of the training set, a
+fixed-seed binarization of the test set. Prints the test ELBO over all 10000 test images and the
+importance-weighted NLL (K=1000) on the first 1000 test images; leaves metrics, images, TensorBoard
+events, a checkpoint and results.json in the work dir.
+
+Expected run time and numbers: see experiments/vae/README.md (measured on the 2-core CPU machine).
+"""
+
+from experiments.vae.configs import DataConfig, EvalConfig, ExperimentConfig
+from jaxvae.models import vae
+from jaxvae.train.loop import TrainConfig
+from jaxvae.train.optim import OptimizerConfig
+
+
+def get_config() -> ExperimentConfig:
+    return ExperimentConfig(
+        model=vae.Config(arch="mlp", latent_dim=50, hidden=(500, 500), activation="tanh",
+                         likelihood="bernoulli", kl="analytic"),
+        optim=OptimizerConfig(name="adam", learning_rate=1e-3),
+        train=TrainConfig(num_steps=10_000, batch_size=128, eval_every=2_000, log_every=500,
+                          checkpoint_every=2_000, seed=0, eval_batch_size=1_000),
+        data=DataConfig(binarization="dynamic", static_seed=0),
+        eval=EvalConfig(iw_samples=1000, iw_examples=1000, iw_sample_chunk=250, iw_batch_size=16,
+                        num_images=64),
+    )

@@ -1,0 +1,24 @@
+r"""Smoke config: a tiny VAE for a few seconds of training; used by the tests.
+
+    python -m experiments.vae.main --config experiments/vae/configs/smoke.py --workdir /tmp/vae-smoke
+
+Expected: 30 steps on 2000 training images, evaluation on 200 test images at steps 15 and 30, a
+checkpoint every 10 steps, IW-NLL with K=20 on 50 examples. Numbers are meaningless (the model
+barely trains); only the plumbing is checked.
+"""
+
+from experiments.vae.configs import DataConfig, EvalConfig, ExperimentConfig
+from jaxvae.models import vae
+from jaxvae.train.loop import TrainConfig
+from jaxvae.train.optim import OptimizerConfig
+
+
+def get_config() -> ExperimentConfig:
+    return ExperimentConfig(
+        model=vae.Config(latent_dim=4, hidden=(32,), activation="tanh"),
+        optim=OptimizerConfig(name="adam", learning_rate=1e-3),
+        train=TrainConfig(num_steps=30, batch_size=32, eval_every=15, log_every=10, checkpoint_every=10,
+                          seed=0, eval_batch_size=100, progress=False),
+        data=DataConfig(binarization="dynamic", train_examples=2000, test_examples=200),
+        eval=EvalConfig(iw_samples=20, iw_examples=50, iw_sample_chunk=10, iw_batch_size=25, num_images=16),
+    )
