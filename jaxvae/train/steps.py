@@ -26,6 +26,7 @@ and raise ``ValueError`` on a mismatch instead of silently compiling a new progr
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -157,18 +158,29 @@ class StepFunction:
 
     Attributes:
       fn: the underlying (jitted or pmapped) function.
+      name: ``'train_step'``, ``'eval_step'`` or ``'pmap_train_step'`` (also the compiled name).
+      trace_count: number of traces so far (see :meth:`compile_count`).
       batch_spec: ``None`` before the first call, then the (treedef, ((name, shape, dtype), ...)) seen.
     """
 
     def __init__(
         self,
-        fn: Callable,
+        body: Callable,
+        transform: Optional[Callable[[Callable], Callable]],
         name: str,
         batch_argnum: int,
         first_check: Optional[Callable[[Any], None]] = None,
     ):
-        self.fn = fn
         self.name = name
+        self.trace_count = 0
+
+        @functools.wraps(body)
+        def counted(*args):
+            self.trace_count += 1  # runs once per trace, i.e. once per compiled program
+            return body(*args)
+
+        counted.__name__ = counted.__qualname__ = name
+        self.fn = transform(counted) if transform is not None else body
         self._batch_argnum = batch_argnum
         self._first_check = first_check
         self.batch_spec = None
@@ -189,12 +201,19 @@ class StepFunction:
 
     def __call__(self, *args):
         self._check(args[self._batch_argnum])
+        step = getattr(args[0], "step", None)
+        if isinstance(step, jax.Array) and step.is_deleted():
+            raise ValueError(
+                f"{self.name}: the state passed in was donated to an earlier call (its buffers are "
+                "gone). Use the state returned by the previous step: `state, metrics = step(state, "
+                "batch)`; pass donate=False to make_train_step to keep old states alive."
+            )
         return self.fn(*args)
 
-    def cache_size(self) -> int:
-        """Number of programs compiled so far (1 after any number of well-formed calls); -1 if unknown."""
-        size = getattr(self.fn, "_cache_size", None)
-        return int(size()) if callable(size) else -1
+    def compile_count(self) -> int:
+        """Number of times the step was traced (= programs compiled); 1 after any number of calls
+        with well-formed batches. 0 for ``jit=False``."""
+        return self.trace_count
 
     def lower(self, *args):
         """``jax.jit(...).lower`` of the underlying function (for AOT inspection)."""
@@ -258,7 +277,7 @@ def _train_body(
         )
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(updates)
     skipped = state.skipped + jnp.where(ok, 0, 1).astype(state.skipped.dtype)
     new_state = TrainState(
@@ -333,10 +352,10 @@ def make_train_step(
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data), out_shardings=(rep, rep))
-        fn = jax.jit(step, **kw)
+        transform = functools.partial(jax.jit, **kw)
     else:
-        fn = step
-    return StepFunction(fn, "train_step", 1, first_check)
+        transform = None
+    return StepFunction(step, transform, "train_step", 1, first_check)
 
 
 def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = True) -> StepFunction:
@@ -376,10 +395,10 @@ def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = 
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data, rep), out_shardings=data)
-        fn = jax.jit(step, **kw)
+        transform = functools.partial(jax.jit, **kw)
     else:
-        fn = step
-    return StepFunction(fn, "eval_step", 1, first_check)
+        transform = None
+    return StepFunction(step, transform, "eval_step", 1, first_check)
 
 
 def make_pmap_train_step(
@@ -422,8 +441,8 @@ def make_pmap_train_step(
         return _train_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name)
 
     n_dev = len(devices) if devices is not None else jax.local_device_count()
-    fn = jax.pmap(
-        step, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices
+    transform = functools.partial(
+        jax.pmap, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices
     )
 
     def check_leading(batch):
@@ -437,7 +456,7 @@ def make_pmap_train_step(
                     f"examples with x.reshape({n_dev}, B // {n_dev}, ...) (B divisible by {n_dev})."
                 )
 
-    return StepFunction(fn, "pmap_train_step", 1, check_leading)
+    return StepFunction(step, transform, "pmap_train_step", 1, check_leading)
 
 
 def replicate_for_pmap(tree: PyTree, devices: Optional[list] = None) -> PyTree:

@@ -1,0 +1,293 @@
+"""The single-device train and eval steps: compilation count, donation, per-step keys, skip-on-non-finite,
+batch checking, and agreement with a hand-written step."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxvae.train.optim import OptimizerConfig, make_optimizer
+from jaxvae.train.state import LossOutput, TrainState
+from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step
+
+B, D = 16, 3
+
+
+def _data(seed=0, n=B):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5], np.float32) + 0.3).astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def _params():
+    return {"w": jnp.zeros((D,)), "b": jnp.zeros(())}
+
+
+def noisy_regression_loss(params, model_state, batch, key):
+    """Mean squared error with input noise drawn from ``key`` (a stochastic loss), plus a counter in
+    model_state (stands in for batch statistics)."""
+    noise = 0.1 * jax.random.normal(key, batch["x"].shape)
+    pred = (batch["x"] + noise) @ params["w"] + params["b"]
+    loss = jnp.mean((pred - batch["y"]) ** 2)
+    ms = {"count": model_state["count"] + 1}
+    return LossOutput(loss, {"mse": loss, "u": jax.random.uniform(key)}, ms)
+
+
+def _state(opt, seed=0):
+    return create_train_state(jax.random.key(seed), _params(), {"count": jnp.zeros((), jnp.int32)}, opt)
+
+
+@functools.lru_cache(maxsize=None)
+def _adam():
+    return make_optimizer(OptimizerConfig(learning_rate=0.05))
+
+
+@functools.lru_cache(maxsize=None)
+def _adam_step(donate=True):
+    """Shared across tests (compiles once per process; a batch of B examples throughout)."""
+    return make_train_step(noisy_regression_loss, _adam(), donate=donate)
+
+
+def _leaves_equal(a, b):
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
+               zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _host(tree):
+    return jax.tree.map(lambda x: np.array(x) if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                        else np.array(jax.random.key_data(x)), tree)
+
+
+def test_create_train_state():
+    opt = _adam()
+    params = _params()
+    st = create_train_state(jax.random.key(3), params, None, opt)
+    assert isinstance(st, TrainState)
+    assert int(st.step) == 0 and int(st.skipped) == 0
+    assert st.step.dtype == jnp.int32 and st.skipped.dtype == jnp.int32
+    assert st.model_state == {}
+    assert _leaves_equal(st.params, params)
+    with pytest.raises(ValueError, match="key"):
+        create_train_state(jnp.zeros(3), params, {}, opt)
+    with pytest.raises(ValueError, match="optimizer"):
+        create_train_state(jax.random.key(0), params, {}, object())
+
+
+def test_matches_hand_written_step():
+    """Five steps equal an explicit value_and_grad + optax loop with keys fold_in(key, t)."""
+    opt = _adam()
+    step = _adam_step()
+    batch = _data()
+    st = _state(opt)
+    key = jax.random.key(0)
+    p, ms, os_ = _params(), {"count": jnp.zeros((), jnp.int32)}, opt.init(_params())
+
+    @jax.jit
+    def ref_grad(p, ms, kt):
+        return jax.value_and_grad(
+            lambda q: tuple(noisy_regression_loss(q, ms, batch, kt)[::2]), has_aux=True)(p)
+
+    @jax.jit
+    def ref_update(g, os_, p):
+        u, os_ = opt.update(g, os_, p)
+        return optax.apply_updates(p, u), os_
+
+    for t in range(5):
+        st, m = step(st, batch)
+        (loss, out), g = ref_grad(p, ms, jax.random.fold_in(key, t))
+        p, os_ = ref_update(g, os_, p)
+        ms = out
+        np.testing.assert_allclose(float(m["loss"]), float(loss), rtol=1e-6)
+        np.testing.assert_allclose(float(m["grad_norm"]), float(optax.tree.norm(g)), rtol=1e-6)
+    for k in p:
+        np.testing.assert_allclose(np.asarray(st.params[k]), np.asarray(p[k]), rtol=1e-6, atol=1e-7)
+    assert int(st.step) == 5 and int(st.model_state["count"]) == 5 and int(st.skipped) == 0
+
+
+def test_metrics_are_scalars_and_fold_in_keys_differ_per_step():
+    opt = _adam()
+    step = _adam_step()
+    st = _state(opt, seed=7)
+    batch = _data()
+    us = []
+    for t in range(4):
+        st, m = step(st, batch)
+        assert set(m) == {"loss", "mse", "u", "grad_norm", "skipped"}
+        assert all(jnp.shape(v) == () for v in m.values())
+        us.append(float(m["u"]))
+        expect = float(jax.random.uniform(jax.random.fold_in(jax.random.key(7), t)))
+        assert us[-1] == expect
+    assert len(set(us)) == 4
+
+
+def test_no_recompilation_across_steps():
+    opt = _adam()
+    step = _adam_step()
+    ev = make_eval_step(lambda p, ms, b, k: {"se": (b["x"] @ p["w"] - b["y"]) ** 2})
+    st = _state(opt)
+    st, _ = step(st, _data(0))
+    assert step.compile_count() == 1
+    ev(st, _data(0), jax.random.key(0))
+    with jax.log_compiles(True):
+        import logging
+
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("jax").addHandler(handler)
+        try:
+            for i in range(1, 6):  # new data every step, same shapes
+                st, m = step(st, _data(i))
+                float(m["loss"])
+                ev(st, _data(i), jax.random.key(i))
+        finally:
+            logging.getLogger("jax").removeHandler(handler)
+    compiles = [r for r in records if "ompil" in r.getMessage()]
+    assert compiles == [], [r.getMessage() for r in compiles]
+    assert step.compile_count() == 1
+    assert ev.compile_count() == 1
+
+
+def test_donation_invalidates_old_state_and_reuse_works():
+    opt = _adam()
+    params = _params()
+    st = create_train_state(jax.random.key(0), params, {"count": jnp.zeros((), jnp.int32)}, opt)
+    step = _adam_step()
+    old = st
+    st, _ = step(st, _data())
+    assert old.params["w"].is_deleted(), "state buffers were not donated"
+    # The caller's arrays survive (create_train_state copied them) and the step keeps working.
+    assert not params["w"].is_deleted()
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.zeros(D))
+    for _ in range(3):
+        st, m = step(st, _data())
+        assert np.isfinite(float(m["loss"]))
+    with pytest.raises(ValueError, match="donated to an earlier call"):
+        step(old, _data())
+
+
+def test_no_donation_keeps_old_state():
+    opt = _adam()
+    step = _adam_step(donate=False)
+    st0 = _state(opt)
+    st1, _ = step(st0, _data())
+    st1b, _ = step(st0, _data())
+    assert not st0.params["w"].is_deleted()
+    assert _leaves_equal(_host(st1), _host(st1b))
+
+
+def _poison_loss(params, model_state, batch, key):
+    """Finite unless ``batch['flag'] == 1`` (NaN loss) or ``== 2`` (finite loss, infinite gradient)."""
+    loss, metrics, ms = noisy_regression_loss(params, model_state, batch, key)
+    flag = batch["flag"][0]
+    loss = jnp.where(flag == 1, jnp.nan, loss)
+    # d/dw sqrt(|w - w0|) at w = w0 is inf while the value is 0.
+    w0 = jax.lax.stop_gradient(params["w"])
+    # lax.cond, not jnp.where: the untaken branch's inf gradient must not leak into good steps.
+    loss = loss + jax.lax.cond(flag == 2, lambda: jnp.sum(jnp.sqrt(jnp.abs(params["w"] - w0))),
+                               lambda: jnp.zeros(()))
+    return LossOutput(loss, metrics, ms)
+
+
+@pytest.mark.parametrize("bad_flag", [1, 2], ids=["nan_loss", "inf_grad"])
+def test_non_finite_step_is_skipped_and_counted(bad_flag):
+    opt = make_optimizer(OptimizerConfig(learning_rate=0.05, clip_global_norm=1.0))
+    step = make_train_step(_poison_loss, opt)
+    st = _state(opt)
+    good = {**_data(), "flag": np.zeros(B, np.int32)}
+    bad = {**_data(), "flag": np.full(B, bad_flag, np.int32)}
+    for _ in range(2):
+        st, m = step(st, good)
+    before = _host(st)
+    st, m = step(st, bad)  # step index 2 is the chosen bad step
+    after = _host(st)
+    assert int(m["skipped"]) == 1 and int(st.skipped) == 1
+    assert int(st.step) == 3
+    assert _leaves_equal(before.params, after.params)
+    assert _leaves_equal(before.opt_state, after.opt_state)
+    assert _leaves_equal(before.model_state, after.model_state)
+    if bad_flag == 1:
+        assert np.isnan(float(m["loss"]))
+    else:
+        assert not np.isfinite(float(m["grad_norm"]))
+    st, m = step(st, good)  # training continues and applies good steps again
+    assert int(st.skipped) == 1 and int(st.step) == 4
+    assert not _leaves_equal(after.params, _host(st).params)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(_host(st).params))
+
+
+def test_batch_mismatch_raises_instead_of_recompiling():
+    opt = _adam()
+    step = _adam_step()
+    st = _state(opt)
+    st, _ = step(st, _data())
+    n_programs = step.compile_count()
+    d = _data()
+    with pytest.raises(ValueError, match=r"\['x'\]: float32\[8, 3\]"):
+        step(st, _data(n=8))
+    with pytest.raises(ValueError, match="float64"):
+        step(st, {"x": d["x"].astype(np.float64), "y": d["y"]})
+    with pytest.raises(ValueError, match="does not match"):
+        step(st, {**d, "extra": d["y"]})
+    assert step.compile_count() == n_programs == 1
+    st, m = step(st, d)  # the state survived the rejected calls (nothing was donated)
+    assert np.isfinite(float(m["loss"]))
+
+
+def test_bad_loss_fn_outputs():
+    opt = _adam()
+    st = _state(opt)
+
+    def vector_loss(p, ms, b, k):
+        return LossOutput((b["x"] @ p["w"] - b["y"]) ** 2, {}, ms)
+
+    with pytest.raises(ValueError, match="scalar loss"):
+        make_train_step(vector_loss, opt, donate=False)(st, _data())
+
+    def vector_metric(p, ms, b, k):
+        out = noisy_regression_loss(p, ms, b, k)
+        return out._replace(metrics={"per_ex": b["y"]})
+
+    with pytest.raises(ValueError, match="per_ex"):
+        make_train_step(vector_metric, opt, donate=False)(st, _data())
+    with pytest.raises(ValueError, match="callable"):
+        make_train_step(None, opt)
+
+
+def test_eval_step_per_example_and_checks():
+    opt = _adam()
+    st = _state(opt)
+
+    def eval_fn(p, ms, b, k):
+        return {"se": (b["x"] @ p["w"] + p["b"] - b["y"]) ** 2,
+                "noise": jax.random.normal(k, (b["x"].shape[0],))}
+
+    ev = make_eval_step(eval_fn)
+    d = _data()
+    out = ev(st, d, jax.random.key(5))
+    np.testing.assert_allclose(np.asarray(out["se"]), d["y"] ** 2, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(out["noise"]),
+                                  np.asarray(jax.random.normal(jax.random.key(5), (B,))))
+    with pytest.raises(ValueError, match="does not match"):
+        ev(st, _data(n=4), jax.random.key(5))
+    bad = make_eval_step(lambda p, ms, b, k: {"m": jnp.mean(b["y"])})
+    with pytest.raises(ValueError, match=r"'m' must be per-example"):
+        bad(st, d, jax.random.key(0))
+
+
+def test_jit_false_matches_jit():
+    opt = _adam()
+    fast = _adam_step()
+    slow = make_train_step(noisy_regression_loss, opt, jit=False)
+    a, b = _state(opt), _state(opt)
+    for i in range(2):  # eager op-by-op execution is slow; two steps exercise the state threading
+        a, ma = fast(a, _data(i))
+        b, mb = slow(b, _data(i))
+        np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-6)
+    for k in ("w", "b"):
+        np.testing.assert_allclose(np.asarray(a.params[k]), np.asarray(b.params[k]), rtol=1e-5,
+                                   atol=1e-7)
