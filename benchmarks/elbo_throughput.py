@@ -1,0 +1,297 @@
+"""ELBO throughput of jaxvae models, side by side with a PyTorch reference, against the machine's limit.
+
+For each model x batch size x mode (``eval``: one-sample ELBO evaluation; ``train``: a full train step
+with Adam), it reports examples/s as the median over repeats after warm-up, with every call
+synchronised and compile time measured apart. For the MLP VAE (784-512-512-2x32 / 32-512-512-784,
+ReLU, Bernoulli) the PyTorch reference of the same shapes and optimizer runs in the same invocation,
+interleaved loop by loop with the JAX step, so each JAX/PyTorch ratio is measured pair by pair.
+
+The machine's limit: FLOPs per example come from XLA's cost analysis of the compiled step; the dense
+float32 matmul rate is measured in the same run; ``fraction_of_matmul_peak`` is the achieved FLOP rate
+over that.
+
+IW-NLL speed: examples/s of ``jaxvae.metrics.iw_log_likelihood`` at k=5000 against a per-example
+Python loop (one example at a time, its k samples batched in one call), same model, same run.
+
+One JSON line per measurement on stdout (and ``--out FILE``). Usage::
+
+    python benchmarks/elbo_throughput.py --quick              # < 1 minute
+    python benchmarks/elbo_throughput.py --out benchmarks/results/cpu.jsonl
+    python benchmarks/plot.py benchmarks/results/cpu.jsonl benchmarks/results/throughput_cpu.png
+
+Runs unchanged on GPU/TPU (``--no-torch`` where PyTorch is absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402
+
+from jaxvae.metrics import iw_nll  # noqa: E402
+from jaxvae.models import vae  # noqa: E402
+from jaxvae.train.optim import OptimizerConfig, make_optimizer  # noqa: E402
+from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step  # noqa: E402
+
+
+@dataclasses.dataclass
+class Built:
+    """One model at one batch size, ready to time."""
+
+    state: object
+    train_step: Callable
+    eval_step: Callable
+    batch: dict
+    key: jax.Array
+
+
+def _binary_batch(batch_size: int, x_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((batch_size,) + tuple(x_shape)) < 0.13).astype(np.float32)
+
+
+def vae_builder(config: vae.Config) -> Callable[[int], Built]:
+    def build(batch_size: int) -> Built:
+        key = jax.random.key(0)
+        params, model_state = vae.init(config, key)
+        opt = make_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3))
+        state = create_train_state(key, params, model_state, opt)
+        return Built(
+            state=state,
+            train_step=make_train_step(vae.make_loss_fn(config), opt),
+            eval_step=make_eval_step(vae.make_eval_fn(config)),
+            batch={"x": jnp.asarray(_binary_batch(batch_size, config.x_shape))},
+            key=jax.random.key(1),
+        )
+
+    return build
+
+
+MODELS: dict[str, tuple[Callable[[int], Built], bool]] = {
+    # name: (builder, has a PyTorch twin)
+    "mlp_vae_512x2_z32": (
+        vae_builder(vae.Config(arch="mlp", latent_dim=32, hidden=(512, 512), activation="relu")),
+        True,
+    ),
+    "baseline_vae_500x2_z50": (vae_builder(vae.Config()), False),
+    "conv_vae_28x28": (vae_builder(vae.Config(arch="conv", x_shape=(28, 28, 1), hidden=(512,))), False),
+}
+
+
+def _register_paper_models() -> None:
+    """Paper models enter the table as they land (each exposes a ``benchmark_builder``)."""
+    import importlib
+
+    for mod_name, label in (("rectified_hvae", "rectified_hvae"), ("inverted_ssvae", "inverted_ssvae")):
+        try:
+            mod = importlib.import_module(f"jaxvae.models.{mod_name}")
+        except ImportError:
+            continue
+        builder = getattr(mod, "benchmark_spec", None)
+        if builder is None:
+            continue
+
+        def build(batch_size: int, _builder=builder) -> Built:
+            spec = _builder(batch_size)  # (params, model_state, loss_fn, eval_fn, batch, optimizer_config)
+            params, model_state, loss_fn, eval_fn, batch, opt_cfg = spec
+            key = jax.random.key(0)
+            opt = make_optimizer(opt_cfg)
+            return Built(
+                state=create_train_state(key, params, model_state, opt),
+                train_step=make_train_step(loss_fn, opt),
+                eval_step=make_eval_step(eval_fn),
+                batch=jax.tree.map(jnp.asarray, batch),
+                key=jax.random.key(1),
+            )
+
+        MODELS[label] = (build, False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements
+
+
+def matmul_rate(sizes=(1024, 2048), repeats: int = 5) -> dict:
+    """Best measured float32 dense matmul rate (FLOP/s) over square sizes, in this process."""
+    best = 0.0
+    detail = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        f = jax.jit(jnp.matmul)
+        f(a, b).block_until_ready()
+        steps = max(1, int(2e10 // (2 * n**3)))
+        (times,) = _timing.time_loops([lambda: f(a, b).block_until_ready()], steps=steps, repeats=repeats)
+        rate = 2 * n**3 / _timing.median(times)
+        detail[str(n)] = rate
+        best = max(best, rate)
+    return {"matmul_flops_per_s": best, "matmul_by_size": detail}
+
+
+def _jax_callables(built: Built):
+    holder = {"state": built.state}
+
+    def train():
+        holder["state"], m = built.train_step(holder["state"], built.batch)
+        m["loss"].block_until_ready()
+
+    def evaluate():
+        out = built.eval_step(holder["state"], built.batch, built.key)
+        jax.block_until_ready(out)
+
+    return holder, train, evaluate
+
+
+def _compile_time(step, *args) -> tuple[float, float | None]:
+    compiled, seconds = _timing.compile_seconds(step, *args)
+    return seconds, _timing.flops_of(compiled)
+
+
+def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, repeats, target_examples, peak, env,
+                torch_mod, emit) -> None:
+    for batch_size in batch_sizes:
+        built = builder(batch_size)
+        holder, train, evaluate = _jax_callables(built)
+        steps = max(2, int(target_examples // batch_size))
+        for mode in modes:
+            if mode == "train":
+                compile_s, flops = _compile_time(built.train_step, holder["state"], built.batch)
+                fn = train
+            else:
+                compile_s, flops = _compile_time(built.eval_step, holder["state"], built.batch, built.key)
+                fn = evaluate
+            fns = [fn]
+            if with_torch and torch_mod is not None:
+                t_train, t_eval = torch_mod.make_torch_fns(np.asarray(built.batch["x"]))
+                fns.append(t_train if mode == "train" else t_eval)
+            times = _timing.time_loops(fns, steps=steps, repeats=repeats)
+            jax_eps = batch_size / _timing.median(times[0])
+            rec = dict(env, bench="elbo_throughput", impl="jax", model=name, mode=mode, batch_size=batch_size,
+                       dtype="float32", examples_per_sec=jax_eps, median_step_s=_timing.median(times[0]),
+                       repeats=repeats, steps_per_repeat=steps, compile_s=compile_s)
+            if flops is not None:
+                rec["flops_per_example"] = flops / batch_size
+                rec["achieved_flops_per_s"] = jax_eps * flops / batch_size
+                rec["fraction_of_matmul_peak"] = rec["achieved_flops_per_s"] / peak
+            if len(fns) == 2:
+                torch_eps = batch_size / _timing.median(times[1])
+                ratios = [t / j for j, t in zip(times[0], times[1])]  # per interleaved pair
+                rec.update(torch_examples_per_sec=torch_eps, jax_over_torch=jax_eps / torch_eps,
+                           jax_over_torch_pairwise_median=_timing.median(ratios))
+                emit(dict(env, **torch_mod.torch_info(), bench="elbo_throughput", impl="torch", model=name,
+                          mode=mode, batch_size=batch_size, dtype="float32", examples_per_sec=torch_eps,
+                          median_step_s=_timing.median(times[1]), repeats=repeats, steps_per_repeat=steps))
+            emit(rec)
+
+
+def bench_iw_nll(*, num_samples: int, num_examples: int, loop_examples: int, loop_chunk: int, env, emit) -> None:
+    """Vectorised, chunked ``iw_log_likelihood`` against a per-example loop, same model and k.
+
+    The loop is the pattern of pythae's ``get_nll`` (peers.md), compiled with ``jax.jit``: one example
+    at a time; its k samples in chunks of ``loop_chunk`` (pythae's default ``batch_size=100``), each
+    chunk encoding the example repeated ``loop_chunk`` times, sampling, decoding; then a logsumexp.
+    """
+    config = vae.Config()
+    params, model_state = vae.init(config, jax.random.key(0))
+    log_w = vae.make_log_weight_fn(config, params, model_state)
+    x = _binary_batch(num_examples, config.x_shape, seed=1)
+    key = jax.random.key(2)
+
+    estimate = iw_nll.make_iw_log_likelihood(log_w, num_samples=num_samples)
+    t0 = time.perf_counter()
+    np.asarray(estimate(x[: estimate.batch_size], key))  # compile + one batch
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vec = np.asarray(estimate(x, key))
+    vec_s = time.perf_counter() - t0
+
+    @jax.jit
+    def chunk_log_w(k, xi):  # encode the repeated example, as the per-example loop does
+        x_rep = jnp.broadcast_to(xi, (loop_chunk,) + xi.shape)
+        return jax.vmap(lambda kk, xx: log_w(kk, xx[None], 1)[0, 0])(jax.random.split(k, loop_chunk), x_rep)
+
+    chunk_log_w(key, jnp.asarray(x[0])).block_until_ready()
+    n_chunks = -(-num_samples // loop_chunk)
+    t0 = time.perf_counter()
+    loop = []
+    for i in range(loop_examples):
+        xi = jnp.asarray(x[i])
+        lw = np.concatenate([np.asarray(chunk_log_w(jax.random.fold_in(key, i * n_chunks + j), xi))
+                             for j in range(n_chunks)])[:num_samples]
+        loop.append(float(np.logaddexp.reduce(lw.astype(np.float64)) - math.log(num_samples)))
+    loop_s = time.perf_counter() - t0
+    vec_eps, loop_eps = num_examples / vec_s, loop_examples / loop_s
+    emit(dict(env, bench="iw_nll", model="baseline_vae_500x2_z50", num_samples=num_samples,
+              examples=num_examples, loop_examples=loop_examples, loop_chunk=loop_chunk,
+              vectorized_examples_per_sec=vec_eps, loop_examples_per_sec=loop_eps, speedup=vec_eps / loop_eps,
+              vectorized_first_batch_s=first, sample_chunk=estimate.sample_chunk, batch_size=estimate.batch_size,
+              mean_log_px_vectorized=float(vec.mean()), mean_log_px_loop=float(np.mean(loop))))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
+    p.add_argument("--models", nargs="*", default=None, help="subset of model names")
+    p.add_argument("--batch-sizes", nargs="*", type=int, default=None)
+    p.add_argument("--modes", nargs="*", default=["eval", "train"], choices=["eval", "train"])
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-iw", action="store_true")
+    p.add_argument("--out", default=None, help="also append JSON lines to this file")
+    args = p.parse_args(argv)
+
+    _register_paper_models()
+    torch_mod = None
+    if not args.no_torch:
+        try:
+            import torch_reference as torch_mod  # noqa: F811
+        except ImportError:
+            print("# torch not installed: PyTorch reference skipped (pip install -e '.[bench]')", file=sys.stderr)
+    out_f = open(args.out, "a") if args.out else None
+
+    def emit(rec):
+        _timing.emit(rec)
+        if out_f:
+            _timing.emit(rec, out_f)
+
+    env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               quick=bool(args.quick))
+    if args.quick:
+        batch_sizes = args.batch_sizes or [128, 1024]
+        models = args.models or ["mlp_vae_512x2_z32"]
+        repeats, target = args.repeats or 3, 4096
+        peak = matmul_rate(sizes=(1024,), repeats=3)
+    else:
+        batch_sizes = args.batch_sizes or [128, 1024, 8192]
+        models = args.models or list(MODELS)
+        repeats, target = args.repeats or 7, 16384
+        peak = matmul_rate(sizes=(1024, 2048), repeats=5)
+    emit(dict(env, bench="matmul_peak", **peak))
+    for name in models:
+        if name not in MODELS:
+            raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+        builder, has_torch = MODELS[name]
+        bench_model(name, builder, has_torch, batch_sizes, args.modes, repeats=repeats, target_examples=target,
+                    peak=peak["matmul_flops_per_s"], env=env, torch_mod=torch_mod, emit=emit)
+    if not args.no_iw:
+        if args.quick:
+            bench_iw_nll(num_samples=5000, num_examples=20, loop_examples=4, loop_chunk=100, env=env, emit=emit)
+        else:
+            bench_iw_nll(num_samples=5000, num_examples=200, loop_examples=20, loop_chunk=100, env=env, emit=emit)
+    if out_f:
+        out_f.close()
+
+
+if __name__ == "__main__":
+    main()
