@@ -219,3 +219,56 @@ def test_iterator_without_state_is_refused(tmp_path):
     with pytest.raises(ValueError, match="get_state"):
         fit(state=state, train_step=step, train_iter=iter([{"x": 1}]), num_steps=2, workdir=tmp_path,
             config={}, progress=False)
+
+
+def test_fit_on_a_mesh_matches_plain_run(tmp_path):
+    from jaxvae.train.sharding import make_data_mesh, replicate
+
+    ref, _ = run(tmp_path / "ref", 6)
+    mesh = make_data_mesh()
+    state, _, it = toy_setup()
+    tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
+    out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh),
+                    train_iter=it, num_steps=6, workdir=tmp_path / "mesh", config={"model": {"d": D}},
+                    eval_step=make_eval_step(toy_eval, mesh=mesh), eval_data=toy_data(11), mesh=mesh,
+                    checkpoint_every=3, log_every=2, progress=False)
+    assert hist["eval"][-1]["num_examples"] == 11
+    for k in ("w", "b"):  # same maths, possibly another reduction order: float32 rounding only
+        np.testing.assert_allclose(np.asarray(out.params[k]), np.asarray(ref.params[k]), rtol=1e-5, atol=1e-6)
+
+
+MULTIDEVICE_SCRIPT = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+sys.path.insert(0, sys.argv[1])
+import jax, numpy as np
+from tests.train.test_loop import toy_setup, toy_loss, toy_eval, toy_data
+from jaxvae.train.loop import fit
+from jaxvae.train.optim import OptimizerConfig, make_optimizer
+from jaxvae.train.sharding import make_data_mesh, replicate
+from jaxvae.train.steps import make_train_step, make_eval_step
+assert jax.device_count() == 8
+mesh = make_data_mesh()
+state, _, it = toy_setup()
+tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
+# 120 steps: far past the ~20-50 queued collective steps that abort an unsynced loop (environment.md 1.6)
+out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh), train_iter=it,
+                num_steps=120, workdir=sys.argv[2], config={}, eval_step=make_eval_step(toy_eval, mesh=mesh),
+                eval_data=toy_data(13), eval_every=60, mesh=mesh, checkpoint_every=60, log_every=20, progress=False)
+assert int(out.step) == 120 and hist["eval"][-1]["num_examples"] == 13, hist
+print("OK")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.multidevice
+def test_fit_on_eight_virtual_devices_does_not_abort(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = tmp_path / "md.py"
+    script.write_text(MULTIDEVICE_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), repo, str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
