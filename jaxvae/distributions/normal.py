@@ -63,7 +63,8 @@ class Normal:
         shape = _checks.as_shape(sample_shape) + self.batch_shape
         dtype = jnp.result_type(self.loc, self.scale, float)
         eps = jax.random.normal(key, shape, dtype=dtype)
-        return self.loc + self.scale * eps
+        # Broadcast explicitly: sample_shape adds leading axes (rank promotion may be set to "raise").
+        return jnp.broadcast_to(self.loc, shape) + jnp.broadcast_to(self.scale, shape) * eps
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
         """Elementwise log-density, shape ``broadcast(x.shape, batch_shape)``."""
