@@ -285,7 +285,8 @@ def fit(
     _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, disable=not progress)
+    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
+               disable=not progress)
     writer = MetricWriter(workdir, resume_step=start if restored is not None else None,
                           print_fn=bar.write if progress else None)
     if restored is None:

@@ -46,9 +46,9 @@ def test_smoke_run_leaves_every_output(smoke_run):
     on_disk = json.load(open(os.path.join(workdir, "results.json")))
     assert on_disk["step"] == n and on_disk["test_examples"] == cfg.data.test_examples
     assert on_disk["iw_samples"] == cfg.eval.iw_samples and on_disk["iw_examples_used"] == cfg.eval.iw_examples
-    # IW bound with K >= 1 sits above the single-sample ELBO on average (Burda et al. Thm 1); the two are
-    # on different example sets here, so only check both are finite negative log-likelihoods
-    assert on_disk["test_elbo"] < 0 and on_disk["test_iw_nll"] > 0
+    # both are log-likelihood bounds of binary images: finite, ELBO < 0 < NLL (they use different example
+    # sets here, so they are not compared with each other)
+    assert -1e4 < on_disk["test_elbo"] < 0 < on_disk["test_iw_nll"] < 1e4
     assert results["test_elbo"] == on_disk["test_elbo"]
 
 
