@@ -1,0 +1,16 @@
+"""Linen modules mapping arrays to distribution parameters."""
+
+from jaxvae.nets.conv import ConvDecoder, ConvEncoder
+from jaxvae.nets.heads import GaussianHead, LogitsHead, gaussian_scale
+from jaxvae.nets.mlp import ACTIVATIONS, MLP, get_activation
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "ConvDecoder",
+    "ConvEncoder",
+    "GaussianHead",
+    "LogitsHead",
+    "gaussian_scale",
+    "get_activation",
+]

@@ -1,0 +1,70 @@
+"""Heads: dense layers that map features to distribution parameters.
+
+``GaussianHead`` returns ``(loc, log_var)`` for a diagonal Gaussian. Two parameterisations of
+the variance are offered:
+
+- ``"softplus"`` (the default, and the stable one): ``sigma = softplus(s) + min_scale``,
+  ``log_var = 2 log sigma``. The standard deviation grows only linearly in the raw output ``s``,
+  the reparameterised sample ``mu + sigma * eps`` and the KL gradient stay polynomial in ``s``,
+  and ``min_scale`` keeps ``log sigma`` bounded below, so one bad step cannot overflow.
+- ``"log_var"``: ``log_var = s`` as in Kingma & Welling (2014); ``sigma = exp(s / 2)`` grows
+  exponentially, so a large step can produce ``inf`` (kept for fidelity to the paper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+SCALE_PARAMS = ("softplus", "log_var")
+
+
+def gaussian_scale(log_var: jax.Array) -> jax.Array:
+    """``sigma = exp(log_var / 2)``."""
+    return jnp.exp(0.5 * log_var)
+
+
+class GaussianHead(nn.Module):
+    """``[..., F] -> (loc [..., latent_dim], log_var [..., latent_dim])``.
+
+    Attributes:
+      latent_dim: D, the number of latent units.
+      scale_param: ``"softplus"`` (default) or ``"log_var"``; see the module docstring.
+      min_scale: lower bound on ``sigma`` under ``"softplus"``.
+    """
+
+    latent_dim: int
+    scale_param: str = "softplus"
+    min_scale: float = 1e-4
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.scale_param not in SCALE_PARAMS:
+            raise ValueError(f"`scale_param` must be one of {SCALE_PARAMS}; got {self.scale_param!r}.")
+        if int(self.latent_dim) <= 0:
+            raise ValueError(f"`latent_dim` must be a positive int; got {self.latent_dim!r}.")
+        loc = nn.Dense(int(self.latent_dim), name="loc")(h)
+        raw = nn.Dense(int(self.latent_dim), name="scale")(h)
+        if self.scale_param == "log_var":
+            return loc, raw
+        scale = jax.nn.softplus(raw) + self.min_scale
+        return loc, 2.0 * jnp.log(scale)
+
+
+class LogitsHead(nn.Module):
+    """``[..., F] -> [..., *event_shape]`` unconstrained outputs (e.g. Bernoulli logits).
+
+    Attributes:
+      event_shape: trailing shape of the output, e.g. ``(784,)`` or ``(28, 28, 1)``.
+    """
+
+    event_shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        shape = tuple(int(s) for s in self.event_shape)
+        out = nn.Dense(math.prod(shape), name="dense")(h)
+        return out.reshape(h.shape[:-1] + shape)

@@ -1,0 +1,72 @@
+"""Multi-layer perceptron and the activation-name table shared by the nets."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import flax.linen as nn
+import jax
+
+Activation = Union[str, Callable[[jax.Array], jax.Array]]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "tanh": nn.tanh,
+    "relu": nn.relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "silu": nn.silu,
+    "swish": nn.swish,
+    "softplus": nn.softplus,
+    "leaky_relu": nn.leaky_relu,
+    "sigmoid": nn.sigmoid,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
+    """Resolve an activation given by name (see ``ACTIVATIONS``) or as a callable.
+
+    Raises:
+      ValueError: if ``activation`` is an unknown name or neither a string nor a callable.
+    """
+    if callable(activation):
+        return activation
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    raise ValueError(
+        f"`activation` must be a callable or one of {sorted(ACTIVATIONS)}; got {activation!r}."
+    )
+
+
+class MLP(nn.Module):
+    """A stack of ``Dense`` layers acting on the last axis: ``[..., F_in] -> [..., features[-1]]``.
+
+    Every hidden layer is followed by ``activation``; the last one only if ``activate_final``.
+    Leading axes are batch axes of any number (e.g. ``[K, B, D]`` for K latent samples), so one
+    matmul of ``K*B`` rows serves all of them.
+
+    Attributes:
+      features: output width of each layer, e.g. ``(500, 500, 784)``; must be non-empty.
+      activation: a name from ``ACTIVATIONS`` or a callable.
+      activate_final: apply the activation after the last layer too.
+    """
+
+    features: Sequence[int]
+    activation: Activation = "tanh"
+    activate_final: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if len(self.features) == 0:
+            raise ValueError("`features` must list at least one layer width; got ().")
+        if any(int(f) <= 0 for f in self.features):
+            raise ValueError(f"`features` must be positive widths; got {tuple(self.features)}.")
+        if x.ndim < 1:
+            raise ValueError(f"`x` must have at least 1 dimension (features last); got shape {x.shape}.")
+        act = get_activation(self.activation)
+        n = len(self.features)
+        for i, width in enumerate(self.features):
+            x = nn.Dense(int(width), name=f"dense_{i}")(x)
+            if i < n - 1 or self.activate_final:
+                x = act(x)
+        return x

@@ -1,0 +1,57 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvae.nets.mlp import ACTIVATIONS, MLP, get_activation
+
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)], ids=["no-batch", "B", "K-B"])
+def test_output_shape_keeps_leading_axes(key, lead):
+    net = MLP((7, 5))
+    x = jnp.ones(lead + (4,))
+    params = net.init(key, x)
+    assert net.apply(params, x).shape == lead + (5,)
+
+
+def test_leading_axes_are_batch_axes(key):
+    """A [K, B, F] call equals calling each [B, F] slice separately (rows are independent)."""
+    net = MLP((6, 3), activation="tanh")
+    x = jax.random.normal(key, (4, 2, 5))
+    params = net.init(key, x)
+    full = net.apply(params, x)
+    for k in range(4):
+        np.testing.assert_allclose(full[k], net.apply(params, x[k]), rtol=1e-6, atol=1e-6)
+
+
+def test_activate_final_bounds_output_with_tanh(key):
+    x = 100.0 * jax.random.normal(key, (16, 3))
+    params = MLP((8, 8)).init(key, x)
+    out_final = MLP((8, 8), activation="tanh", activate_final=True).apply(params, x)
+    out_plain = MLP((8, 8), activation="tanh").apply(params, x)
+    assert jnp.all(jnp.abs(out_final) <= 1.0)
+    np.testing.assert_allclose(out_final, jnp.tanh(out_plain), rtol=1e-6, atol=1e-6)
+    assert jnp.max(jnp.abs(out_plain)) > 1.0  # so the bound above is informative
+
+
+def test_jit_matches_nojit(key, variant):
+    net = MLP((9, 4), activation="relu")
+    x = jax.random.normal(key, (5, 3))
+    params = net.init(key, x)
+    np.testing.assert_allclose(variant(net.apply)(params, x), net.apply(params, x), rtol=1e-6, atol=1e-6)
+
+
+def test_activation_names_and_callables():
+    assert get_activation("relu")(jnp.array(-1.0)) == 0.0
+    assert get_activation(jnp.sin) is jnp.sin
+    for name in ACTIVATIONS:
+        assert jnp.isfinite(get_activation(name)(jnp.array(0.3)))
+    with pytest.raises(ValueError, match="activation"):
+        get_activation("nope")
+
+
+def test_bad_features_raise(key):
+    with pytest.raises(ValueError, match="features"):
+        MLP(()).init(key, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="features"):
+        MLP((3, 0)).init(key, jnp.ones((2, 3)))
