@@ -256,6 +256,13 @@ out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_los
                 num_steps=120, workdir=sys.argv[2], config={}, eval_step=make_eval_step(toy_eval, mesh=mesh),
                 eval_data=toy_data(13), eval_every=60, mesh=mesh, checkpoint_every=60, log_every=20, progress=False)
 assert int(out.step) == 120 and hist["eval"][-1]["num_examples"] == 13, hist
+# resume onto the mesh: the restored state keeps the replicated sharding and trains on
+state, _, it = toy_setup()
+out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh), train_iter=it,
+                num_steps=125, workdir=sys.argv[2], config={}, mesh=mesh, checkpoint_every=60, log_every=5,
+                progress=False)
+assert hist["start_step"] == 120 and int(out.step) == 125, hist
+assert out.params["w"].sharding.is_fully_replicated
 print("OK")
 """
 
