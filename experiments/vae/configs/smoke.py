@@ -3,8 +3,10 @@ r"""Smoke config: a tiny VAE for a few seconds of training; used by the tests.
     python -m experiments.vae.main --config experiments/vae/configs/smoke.py --workdir /tmp/vae-smoke
 
 Expected: 30 steps on 2000 training images, evaluation on 200 test images at steps 15 and 30, a
-checkpoint every 10 steps, IW-NLL with K=20 on 50 examples. Numbers are meaningless (the model
-barely trains); only the plumbing is checked.
+checkpoint every 10 steps, IW-NLL with K=20 on 50 examples. Run time: about 25 s of CPU time
+(imports and compilations dominate); 1-2 min wall on the shared 2-core machine under load
+(measured 2026-11-26). Numbers are meaningless (the model barely trains; seed 0 gave test ELBO
+-437.5 and IW-NLL 434.3 nats); only the plumbing is checked.
 """
 
 from experiments.vae.configs import DataConfig, EvalConfig, ExperimentConfig
