@@ -1,0 +1,31 @@
+"""Structured rectified-Gaussian hierarchy, 4 layers 300-200-100-50, dynamic binarization.
+
+Command::
+
+    nice -n 10 .venv/bin/python -m experiments.rectified_hvae.main \\
+        --config experiments/rectified_hvae/configs/default.py --workdir runs/rectified_hvae/structured
+
+Run time and numbers on the 2-core shared CPU: see ``experiments/rectified_hvae/README.md``
+(EPOCHS epochs there; the paper-scale run is hundreds of epochs, ``--set epochs=...``).
+"""
+
+from experiments.rectified_hvae.main import EvalConfig, ExperimentConfig
+from jaxvae.models.rectified_hvae import Config
+from jaxvae.train.loop import TrainConfig
+from jaxvae.train.optim import OptimizerConfig
+
+EPOCHS = 10
+
+
+def get_config() -> ExperimentConfig:
+    return ExperimentConfig(
+        model_kind="rectified_hvae",
+        model=Config(latent_sizes=(300, 200, 100, 50), posterior="structured", units="rectified", kl="analytic"),
+        # Adamax ([U] in papers.md 4.1); cosine decay to 10 % over the run (decay_steps set by main).
+        optimizer=OptimizerConfig(name="adamax", learning_rate=2e-3, schedule="cosine", decay_steps=1,
+                                  end_lr_factor=0.1),
+        train=TrainConfig(batch_size=100, eval_every=0, log_every=300, checkpoint_every=3000, seed=0,
+                          eval_batch_size=1000, progress=False),
+        eval=EvalConfig(iw_samples=5000, iw_examples=250),
+        epochs=EPOCHS,
+    )
