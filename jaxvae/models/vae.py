@@ -54,6 +54,7 @@ from jaxvae.distributions.normal import Normal, kl_normal_std
 from jaxvae.nets.conv import ConvDecoder, ConvEncoder
 from jaxvae.nets.heads import SCALE_PARAMS, GaussianHead
 from jaxvae.nets.mlp import ACTIVATIONS, MLP
+from jaxvae.objectives.elbo import ElboTerms, elbo
 from jaxvae.train.state import LossOutput
 from jaxvae.typing import PRNGKey, PyTree
 
@@ -263,7 +264,7 @@ def elbo_terms(config: Config, params: PyTree, model_state: PyTree, x: jax.Array
         kl = jnp.sum(kl_normal_std(loc, log_var), axis=-1)
     else:
         kl = (_log_qz_x(eps, log_var) - _log_pz(z))[0]
-    return {"elbo": log_px_z - kl, "log_px_z": log_px_z, "kl": kl}
+    return {"elbo": elbo(ElboTerms(log_px_z, kl)), "log_px_z": log_px_z, "kl": kl}
 
 
 # ----------------------------------------------------------------------------- public API
@@ -303,7 +304,7 @@ def make_loss_fn(config: Config) -> Callable:
     def loss_fn(params, model_state, batch, key) -> LossOutput:
         x = _get_x(batch, config)
         t = elbo_terms(config, params, model_state, x, key)
-        loss = -jnp.mean(t["log_px_z"] - config.beta * t["kl"])
+        loss = -jnp.mean(elbo(ElboTerms(t["log_px_z"], t["kl"]), beta=config.beta))
         metrics = {k: jnp.mean(v) for k, v in t.items()}
         return LossOutput(loss=loss, metrics=metrics, model_state=model_state)
 
