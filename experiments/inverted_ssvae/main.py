@@ -1,0 +1,397 @@
+"""Gemp et al.'s "untapped" MNIST experiment (inverted SSVAE vs M2) and classic M2 with 100 labels.
+
+    python -m experiments.inverted_ssvae.main --config experiments/inverted_ssvae/configs/untapped.py \
+        --workdir runs/inverted_ssvae/untapped [--set run.num_steps=300 ...]
+
+One invocation trains every model variant in ``run.variants`` (``'none'`` = M2 baseline, ``'z_observed'``
+= untapped with eq. 17, ``'z_sampled'`` = untapped with eq. 5), each for all ``run.seeds`` at once: the
+parameters carry a leading seed axis and one compiled step (``jax.vmap`` of the engine's train step)
+updates every seed on the same batch (the seeds differ in initialisation and in all sampling noise).
+The three data streams (labeled pairs, unlabeled images, unfeatured labels) arrive in one batch dict.
+
+Tasks (``data.task``):
+
+- ``'untapped'``: MNIST (train + test, 70k) binarized by rounding; labeled pairs = every image of
+  digits 0-4; unlabeled = ``data.num_unlabeled`` images drawn with replacement from all 70k (transductive,
+  as the authors' code); unfeatured = the 10 "close corners" (0.95) tiled to the batch, ``z ~ U[-1.5, 1.5]^2``
+  drawn fresh each step. Evaluation (per seed): ``z_bar`` = mean over the labeled data of the posterior
+  location mapped into the box; the 10 one-hots are decoded at ``z_bar``; the MNIST classifier of
+  ``classifier.py`` labels them; dims 5-9 are matched to digits 5-9 greedily by the classifier's
+  probability (the highest-probability (dim, digit) pair first, i.e. argmax with ties broken by the
+  highest probability); the reported number is the cross-entropy of q(y|x) at the matched dimension over
+  every image of digits 5-9 (``ce_59``), plus accuracies.
+- ``'m2_100'``: 10 labeled images per class from the 60k train set (fixed by ``data.data_seed``), all
+  60k train images unlabeled, classic M2 (``model.unlabeled='enumerate'``, ``model.z_space='real'``);
+  evaluation: test error of argmax q(y|x) on the 10k test set.
+
+Outputs in ``workdir``: one engine run directory per variant (checkpoints, metrics.jsonl, TensorBoard),
+``results.json`` (every number, per seed and mean/std), and for 'untapped' ``decoded_onehots.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.inverted_ssvae import classifier as clf_lib
+from jaxvae.data.loader import BatchIterator
+from jaxvae.data.mnist import binarize_round, load_mnist, to_unit_float
+from jaxvae.models import inverted_ssvae as model_lib
+from jaxvae.train.loop import fit
+from jaxvae.train.optim import OptimizerConfig, make_optimizer
+from jaxvae.train.state import TrainState
+from jaxvae.train.steps import create_train_state, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Data streams.
+
+    Attributes:
+      task: ``'untapped'`` or ``'m2_100'`` (see the module docstring).
+      num_unlabeled: untapped: size of the unlabeled set drawn with replacement from the 70k images.
+      labeled_digits: untapped: digits ``0 .. labeled_digits-1`` carry labels.
+      labeled_per_class: m2_100: labeled images per class.
+      corner_high: the unfeatured "close corner" value (0.95).
+      batch_labeled, batch_unlabeled, batch_unfeatured: per-stream batch sizes (0 drops the unfeatured stream).
+      data_seed: seed of the data construction and of the batch order.
+    """
+
+    task: str = "untapped"
+    num_unlabeled: int = 20_000
+    labeled_digits: int = 5
+    labeled_per_class: int = 10
+    corner_high: float = 0.95
+    batch_labeled: int = 1000
+    batch_unlabeled: int = 1000
+    batch_unfeatured: int = 1000
+    data_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Training run.
+
+    Attributes:
+      num_steps: optimizer steps per variant.
+      seeds: model seeds trained together (vmapped).
+      variants: reverse modes to train, one run each (``'none'`` = M2 baseline).
+      log_every, checkpoint_every: engine loop settings.
+      classifier_path: cache of the MNIST evaluation classifier (``.npz``); relative to the workdir.
+      classifier_epochs, classifier_train_examples: its training (3 epochs on all 60k by default).
+      tau_decay_rate, tau_floor: optional Concrete temperature schedule
+        ``tau_t = max(floor, tau_0 rate^t)`` (``tau_0 = model.temperature``); rate 1 keeps tau fixed
+        (the paper). The value is passed to the loss as ``batch['temperature']``.
+    """
+
+    num_steps: int = 300
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    variants: tuple[str, ...] = ("none", "z_observed")
+    log_every: int = 25
+    checkpoint_every: int = 100
+    classifier_path: str = "mnist_classifier.npz"
+    classifier_epochs: int = 3
+    classifier_train_examples: int = 60_000
+    tau_decay_rate: float = 1.0
+    tau_floor: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    model: model_lib.Config = model_lib.Config()
+    optim: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0,
+                                             clip_global_norm=5.0)
+    data: DataConfig = DataConfig()
+    run: RunConfig = RunConfig()
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
+    """The task's arrays: ``labeled`` {x_l, y_l}, ``unlabeled`` {x_u}, ``corners`` [C, C], and eval sets."""
+    m = load_mnist() if mnist is None else mnist
+    rng = np.random.default_rng(cfg.data_seed)
+    if cfg.task == "untapped":
+        x_all = binarize_round(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+        y_all = np.concatenate([m.y_train, m.y_test]).astype(np.int32)
+        lab = y_all < cfg.labeled_digits
+        out = {
+            "labeled": {"x_l": x_all[lab], "y_l": y_all[lab]},
+            "unlabeled": {"x_u": x_all[rng.integers(0, len(x_all), cfg.num_unlabeled)]},
+            "eval_x": x_all[~lab], "eval_y": y_all[~lab],
+            "eval_test_mask": np.arange(len(x_all))[~lab] >= len(m.x_train),
+        }
+    elif cfg.task == "m2_100":
+        x_tr = binarize_round(to_unit_float(m.x_train))
+        y_tr = m.y_train.astype(np.int32)
+        idx = np.concatenate([rng.choice(np.flatnonzero(y_tr == c), cfg.labeled_per_class, replace=False)
+                              for c in range(10)])
+        out = {
+            "labeled": {"x_l": x_tr[idx], "y_l": y_tr[idx]},
+            "unlabeled": {"x_u": x_tr},
+            "eval_x": binarize_round(to_unit_float(m.x_test)), "eval_y": m.y_test.astype(np.int32),
+        }
+    else:
+        raise ValueError(f"`data.task` must be 'untapped' or 'm2_100'; got {cfg.task!r}.")
+    out["corners"] = model_lib.corner_labels(10, cfg.corner_high)
+    return out
+
+
+class StreamIterator:
+    """Zips the labeled and unlabeled :class:`BatchIterator` s and the (constant) unfeatured batch.
+
+    Yields ``{'x_l', 'y_l', 'x_u'[, 'y_u']}``; resumable through ``get_state``/``set_state``.
+    """
+
+    def __init__(self, data: Mapping[str, Any], cfg: DataConfig, *, with_unfeatured: bool, tau_schedule=None):
+        self.lab = BatchIterator(data["labeled"], min(cfg.batch_labeled, len(data["labeled"]["y_l"])),
+                                 seed=cfg.data_seed)
+        self.unl = BatchIterator(data["unlabeled"], cfg.batch_unlabeled, seed=cfg.data_seed + 1)
+        self.y_u = None
+        if with_unfeatured:
+            reps = math.ceil(cfg.batch_unfeatured / len(data["corners"]))
+            self.y_u = np.tile(data["corners"], (reps, 1))[: cfg.batch_unfeatured]
+        self.tau_schedule = tau_schedule
+        self.t = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        b = {**next(self.lab), **next(self.unl)}
+        if self.y_u is not None:
+            b["y_u"] = self.y_u
+        if self.tau_schedule is not None:
+            b["temperature"] = np.float32(self.tau_schedule(self.t))
+        self.t += 1
+        return b
+
+    def get_state(self):
+        return {"labeled": self.lab.get_state(), "unlabeled": self.unl.get_state(), "t": self.t}
+
+    def set_state(self, state):
+        self.lab.set_state(state["labeled"])
+        self.unl.set_state(state["unlabeled"])
+        self.t = int(state["t"])
+
+
+# ------------------------------------------------------------------------------------------ seeds
+
+
+def init_multi_seed_state(model_cfg, optimizer, seeds) -> TrainState:
+    """A TrainState whose params/opt_state/key/skipped carry a leading seed axis; ``step`` is shared."""
+    states = []
+    for s in seeds:
+        params, model_state = model_lib.init(model_cfg, jax.random.key(int(s)))
+        states.append(create_train_state(jax.random.key(10_000 + int(s)), params, model_state, optimizer))
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+    return stacked._replace(step=jnp.zeros((), jnp.int32))
+
+
+def make_multi_seed_step(loss_fn, optimizer):
+    """``step(state, batch)``: the engine's step vmapped over the seed axis, metrics averaged over seeds."""
+    base = make_train_step(loss_fn, optimizer, jit=False).fn
+
+    def step(state: TrainState, batch):
+        n = state.skipped.shape[0]
+        per_seed = state._replace(step=jnp.broadcast_to(state.step, (n,)))
+        new, m = jax.vmap(base, in_axes=(0, None))(per_seed, batch)
+        metrics = {k: jnp.mean(v) for k, v in m.items()}
+        metrics["skipped"] = jnp.sum(new.skipped)
+        metrics["loss_max_over_seeds"] = jnp.max(m["loss"])
+        return new._replace(step=new.step[0]), metrics
+
+    return jax.jit(step, donate_argnums=0)
+
+
+def _seed_slice(tree, i):
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+def _chunked(fn, x, size=5000):
+    return np.concatenate([np.asarray(fn(x[i : i + size])) for i in range(0, len(x), size)])
+
+
+def match_dims(probs: np.ndarray, dims=range(5, 10), digits=range(5, 10)) -> dict[int, int]:
+    """Greedy one-to-one match of one-hot dims to digits: the highest classifier probability first."""
+    dims, digits = list(dims), list(digits)
+    pairs = sorted(((probs[d, g], d, g) for d in dims for g in digits), reverse=True)
+    out: dict[int, int] = {}
+    used = set()
+    for _, d, g in pairs:
+        if d not in out and g not in used:
+            out[d] = g
+            used.add(g)
+    return out
+
+
+def evaluate_untapped(model_cfg, params, data, clf_params) -> dict[str, Any]:
+    """The paper's protocol for one seed's ``params`` (see the module docstring)."""
+    x_l, y_l = data["labeled"]["x_l"], data["labeled"]["y_l"]
+    onehot = np.eye(10, dtype=np.float32)
+    zfn = jax.jit(lambda x, y: model_lib.z_posterior_mean(model_cfg, params, x, y))
+    z_bar = np.mean(np.concatenate([np.asarray(zfn(x_l[i:i + 5000], onehot[y_l[i:i + 5000]]))
+                                    for i in range(0, len(x_l), 5000)]), axis=0)
+    imgs = np.asarray(model_lib.decode_mean(model_cfg, params, onehot, np.tile(z_bar, (10, 1))))
+    probs = np.asarray(jax.nn.softmax(clf_lib.logits_fn(clf_params, imgs)))
+    dim_to_digit = {d: d for d in range(5)}
+    dim_to_digit.update(match_dims(probs))
+    digit_to_dim = {g: d for d, g in dim_to_digit.items()}
+    log_q = _chunked(jax.jit(lambda x: jax.nn.log_softmax(model_lib.classify(model_cfg, params, x))), data["eval_x"])
+    target = np.array([digit_to_dim[g] for g in data["eval_y"]])
+    nll = -log_q[np.arange(len(target)), target]
+    pred = np.argmax(log_q, -1)
+    lab_logq = _chunked(jax.jit(lambda x: model_lib.classify(model_cfg, params, x)), x_l)
+    return {
+        "ce_59": float(np.mean(nll)),
+        "ce_59_test_only": float(np.mean(nll[data["eval_test_mask"]])),
+        "acc_59": float(np.mean(pred == target)),
+        "frac_59_predicted_in_dims_5_9": float(np.mean(pred >= 5)),
+        "acc_04_labeled": float(np.mean(np.argmax(lab_logq, -1) == y_l)),
+        "z_bar": z_bar.tolist(),
+        "decoded_argmax_digit": np.argmax(probs, -1).tolist(),
+        "decoded_argmax_prob": np.max(probs, -1).round(3).tolist(),
+        "num_distinct_decoded_digits": int(len(set(np.argmax(probs, -1).tolist()))),
+        "dim_to_digit": {str(k): int(v) for k, v in sorted(dim_to_digit.items())},
+        "decoded": imgs,
+    }
+
+
+def evaluate_m2(model_cfg, params, data) -> dict[str, Any]:
+    logits = _chunked(jax.jit(lambda x: model_lib.classify(model_cfg, params, x)), data["eval_x"])
+    err = float(np.mean(np.argmax(logits, -1) != data["eval_y"]))
+    return {"test_error": err}
+
+
+def _mean_std(vals):
+    a = np.asarray(vals, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
+
+
+def save_figure(path: str, decoded: Mapping[str, np.ndarray], labels: Mapping[str, list]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(decoded)
+    fig, axes = plt.subplots(len(names), 10, figsize=(10, 1.25 * len(names) + 0.3), squeeze=False)
+    for r, name in enumerate(names):
+        for d in range(10):
+            ax = axes[r, d]
+            ax.imshow(decoded[name][d].reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"y={d}: {labels[name][d]}", fontsize=7)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+def _to_dict(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+_VARIANT_NAMES = {"none": "M2", "z_observed": "untapped", "z_sampled": "untapped_z_sampled"}
+
+
+def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[str, Any]:
+    """Train every variant for every seed, evaluate, write ``results.json``; returns the results."""
+    os.makedirs(workdir, exist_ok=True)
+    t_start = time.time()
+    data = build_data(cfg.data)
+    results: dict[str, Any] = {"config": _to_dict(cfg), "variants": {}, "machine": "2-core CPU, shared",
+                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                               "jax": jax.__version__}
+    clf_params = None
+    if cfg.data.task == "untapped":
+        m = load_mnist()
+        clf_path = os.path.join(workdir, cfg.run.classifier_path)
+        n = cfg.run.classifier_train_examples
+        clf_params, info = clf_lib.load_or_train(
+            clf_path, to_unit_float(m.x_train[:n]), m.y_train[:n].astype(np.int32), to_unit_float(m.x_test),
+            m.y_test.astype(np.int32), epochs=cfg.run.classifier_epochs)
+        results["classifier"] = info
+    optimizer = make_optimizer(cfg.optim)
+    decoded, labels = {}, {}
+    for variant in cfg.run.variants:
+        name = _VARIANT_NAMES[variant]
+        mcfg = dataclasses.replace(cfg.model, reverse=variant)
+        loss_fn = model_lib.make_loss_fn(mcfg)
+        state = init_multi_seed_state(mcfg, optimizer, cfg.run.seeds)
+        sched = None
+        if cfg.run.tau_decay_rate < 1.0:
+            from jaxvae.distributions.concrete import exponential_decay_temperature
+
+            sched = exponential_decay_temperature(mcfg.temperature, cfg.run.tau_decay_rate,
+                                                  min(cfg.run.tau_floor, mcfg.temperature))
+        it = StreamIterator(data, cfg.data, with_unfeatured=variant != "none", tau_schedule=sched)
+        step = make_multi_seed_step(loss_fn, optimizer)
+        t0 = time.time()
+        run_cfg = _to_dict(cfg)
+        run_cfg["model"] = _to_dict(mcfg)
+        state, history = fit(state=state, train_step=step, train_iter=it, num_steps=cfg.run.num_steps,
+                             workdir=os.path.join(workdir, name), config=run_cfg, log_every=cfg.run.log_every,
+                             checkpoint_every=cfg.run.checkpoint_every, progress=progress)
+        train_s = time.time() - t0
+        per_seed = []
+        for i, seed in enumerate(cfg.run.seeds):
+            params = _seed_slice(state.params, i)
+            if cfg.data.task == "untapped":
+                ev = evaluate_untapped(mcfg, params, data, clf_params)
+                if i == 0:
+                    decoded[name] = ev["decoded"]
+                    labels[name] = [f"{g} ({p:.2f})" for g, p in zip(ev["decoded_argmax_digit"],
+                                                                     ev["decoded_argmax_prob"])]
+                ev.pop("decoded")
+            else:
+                ev = evaluate_m2(mcfg, params, data)
+            per_seed.append({"seed": int(seed), **ev})
+        summary = {k: _mean_std([p[k] for p in per_seed]) for k, v in per_seed[0].items()
+                   if k != "seed" and isinstance(v, float)}
+        last = history["train"][-1] if history["train"] else {}
+        results["variants"][name] = {"per_seed": per_seed, "summary": summary,
+                                     "train_seconds": train_s, "final_train_metrics": last,
+                                     "skipped_steps_total": int(np.sum(np.asarray(state.skipped)))}
+        print(f"[{name}] " + ", ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()),
+              flush=True)
+    if decoded:
+        save_figure(os.path.join(workdir, "decoded_onehots.png"), decoded, labels)
+    if "M2" in results["variants"] and "untapped" in results["variants"] and cfg.data.task == "untapped":
+        a = [p["ce_59"] for p in results["variants"]["untapped"]["per_seed"]]
+        b = [p["ce_59"] for p in results["variants"]["M2"]["per_seed"]]
+        diff = np.mean(a) - np.mean(b)
+        se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if len(a) > 1 else float("nan")
+        results["untapped_minus_m2_ce_59"] = {"diff": float(diff), "se": float(se),
+                                             "z": float(diff / se) if se > 0 else float("nan")}
+    results["total_seconds"] = time.time() - t_start
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return results
+
+
+def main(argv=None):
+    from experiments import _cli
+
+    cfg, workdir = _cli.parse(argv if argv is not None else sys.argv[1:])
+    run(cfg, workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,565 @@
+r"""Gemp et al.'s inverted semi-supervised VAE ("untapped" y-only data) and Kingma et al.'s M2.
+
+Three networks are shared by the forward model (M2) and the reverse ("inverted") model:
+
+- ``x -> y``: :math:`q_\phi(y|x)`, logits of a Concrete / Gumbel-Softmax (temperature ``tau``,
+  1 by default) or, in ``unlabeled='enumerate'`` mode, of a categorical;
+- ``(x, y) -> z``: :math:`q_\phi(z|x,y)`, a diagonal Gaussian :math:`\tilde z` pushed through the
+  scaled sigmoid :math:`z = a + (b-a)\sigma(\tilde z)` onto the box :math:`[a, b]^D` (``z_space='box'``,
+  Gemp et al. App. A, with the log-det of the map), or a plain Gaussian (``z_space='real'``, M2);
+- ``(y, z) -> x``: :math:`p_\theta(x|y,z)`, Bernoulli logits.
+
+Priors: :math:`p(y) = \mathrm{Cat}(1/C)`, :math:`p(z) = U[a,b]^D` (box) or :math:`N(0, I)` (real),
+and the reverse model's image prior :math:`q(x) = \mathrm{Bern}(0.5)^{784}`.
+
+Paper equation -> code (objectives in :mod:`jaxvae.objectives.semi_supervised`):
+
+- eq. 3 (labeled pairs)    -> :func:`objective_terms` ``.j_fl`` via ``labeled_bound``
+- eq. 4 (unlabeled x)      -> ``.j_fu`` via ``unlabeled_bound`` (one Concrete sample) or
+  ``unlabeled_bound_enumerated`` (exact sum over the ``C`` labels, classic M2, Kingma et al. eq. 7)
+- eq. 5 / eq. 17 (unfeatured y, reverse model) -> ``.j_ru`` via ``reverse_bound`` (``reverse='z_sampled'``)
+  or ``reverse_bound_z_observed`` (``reverse='z_observed'``, the variant used in the paper's experiments)
+- eq. 7 (discriminative)   -> ``.j_fd`` (cross-entropy of q(y|x)) and ``.j_rd`` (Euclidean norm of
+  ``x - E[x|y,z]``)
+- eq. 8 (total)            -> :func:`make_loss_fn`: ``loss = -(mean J_fl + mean J_fu + mean J_ru)
+  + a_fd mean J_fd + a_rd mean J_rd`` with ``(a_fd, a_rd) = (10, 0.1)``; the M2 baseline is
+  ``reverse='none'``.
+
+Batch (one compiled step takes the three streams together; a stream may be absent when unused):
+
+- ``"x_l"`` float ``[B_l, 784]`` in [0, 1] and ``"y_l"`` int ``[B_l]``: labeled pairs;
+- ``"x_u"`` float ``[B_u, 784]``: unlabeled images;
+- ``"y_u"`` float ``[B_r, C]`` on the simplex: unfeatured labels (the paper's 0.95 "close corners"),
+  with optional ``"z_u"`` float ``[B_r, D]`` (inside the box); without it ``z ~ p(z)`` is drawn in
+  the loss (a fresh draw each step, i.e. an infinite unfeatured set);
+- optional ``"temperature"`` float ``[]``: overrides ``Config.temperature`` (for a schedule computed by
+  the caller, e.g. :mod:`jaxvae.distributions.concrete`'s schedules).
+
+Differences from the authors' code (``imgemp/untapped``), all deliberate:
+
+- The constant log-densities ``log p(y) = -log C``, ``log p(z) = -D log(b-a)``, ``log q(x) = -D log 2``
+  are included (``include_constants=True``), so the reported bounds are true bounds; the code omits
+  them. Gradients are identical.
+- ``J_rd`` uses the same ``z ~ q(z|x,y)`` sample as ``J_fl``.
+- The reverse pass feeds a hard Bernoulli sample :math:`\tilde x` with stopped gradient, as the code
+  does (``reverse_sample='hard'``). ``reverse_sample='relaxed'`` is a documented **deviation**: a
+  binary-Concrete (logistic) relaxation :math:`\tilde x = \sigma((\ell + L)/\lambda)` through which
+  gradients reach the decoder; its :math:`\log p(\tilde x|y,z)` is the Bernoulli cross-entropy at the
+  relaxed value, not the density of the relaxed sample.
+- ``J_fd`` is the cross-entropy (paper); the code's ``KL(target || pred)`` equals it for one-hot targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.distributions.bernoulli import bernoulli_log_prob
+from jaxvae.distributions import bijectors
+from jaxvae.distributions.concrete import Concrete
+from jaxvae.distributions.normal import kl_normal_std, normal_log_prob_logvar
+from jaxvae.objectives import semi_supervised as ss
+from jaxvae.train.state import LossOutput
+from jaxvae.typing import PRNGKey, PyTree
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus, "elu": jax.nn.elu}
+_UNLABELED = ("relaxed", "enumerate")
+_REVERSE = ("z_observed", "z_sampled", "none")
+_Z_SPACES = ("box", "real")
+_REVERSE_SAMPLES = ("hard", "relaxed")
+_Y_PRIORS = ("categorical", "concrete")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Model and objective settings (defaults: Gemp et al. App. D, MNIST).
+
+    Attributes:
+      num_classes: ``C``.
+      x_dim: pixels per image (784); images are flattened ``[B, x_dim]`` in [0, 1].
+      z_dim: ``D`` (2 in the paper; 50 for classic M2).
+      z_space: ``'box'`` (Gaussian through the scaled sigmoid onto ``[z_low, z_high]^D``, uniform prior,
+        single-sample KL) or ``'real'`` (Gaussian posterior, ``N(0, I)`` prior, closed-form KL).
+      z_low, z_high: the box (``-1.5, 1.5``).
+      hidden_y, hidden_z, hidden_x: hidden sizes of the three nets (``(50, 50)``, ``(10, 10)``,
+        ``(250, 500)``); each needs at least one layer.
+      activation: ``'tanh'`` (paper), ``'relu'``, ``'softplus'`` or ``'elu'``.
+      init_gain: Glorot-uniform gain of every kernel (``sqrt(2)``, the authors' code).
+      unlabeled: ``'relaxed'`` (one Concrete sample of y, Gemp et al.) or ``'enumerate'`` (exact sum
+        over the C labels, classic M2).
+      temperature: Concrete temperature ``tau`` (> 0).
+      relaxed_y_prior: in relaxed mode, ``'categorical'`` (``log p(y) = -log C``, the authors' choice)
+        or ``'concrete'`` (the density of a uniform-logit Concrete with the same ``tau`` at the sample).
+      reverse: ``'z_observed'`` (eq. 17), ``'z_sampled'`` (eq. 5) or ``'none'`` (the M2 baseline).
+      reverse_sample: ``'hard'`` (stop-gradient Bernoulli sample) or ``'relaxed'`` (deviation, see module doc).
+      reverse_temperature: ``lambda`` of the relaxed Bernoulli (> 0).
+      alpha_fd, alpha_rd: weights of the discriminative terms (10, 0.1).
+      include_constants: include the constant prior log-densities in the bounds.
+    """
+
+    num_classes: int = 10
+    x_dim: int = 784
+    z_dim: int = 2
+    z_space: str = "box"
+    z_low: float = -1.5
+    z_high: float = 1.5
+    hidden_y: tuple[int, ...] = (50, 50)
+    hidden_z: tuple[int, ...] = (10, 10)
+    hidden_x: tuple[int, ...] = (250, 500)
+    activation: str = "tanh"
+    init_gain: float = math.sqrt(2.0)
+    unlabeled: str = "relaxed"
+    temperature: float = 1.0
+    relaxed_y_prior: str = "categorical"
+    reverse: str = "z_observed"
+    reverse_sample: str = "hard"
+    reverse_temperature: float = 0.5
+    alpha_fd: float = 10.0
+    alpha_rd: float = 0.1
+    include_constants: bool = True
+
+    def __post_init__(self):
+        for name in ("hidden_y", "hidden_z", "hidden_x"):
+            v = tuple(getattr(self, name))
+            if not v or any((not isinstance(h, (int, np.integer))) or h < 1 for h in v):
+                raise ValueError(f"`{name}` must be a non-empty sequence of positive ints; got {getattr(self, name)!r}.")
+            object.__setattr__(self, name, tuple(int(h) for h in v))
+        for name in ("num_classes", "x_dim", "z_dim"):
+            v = getattr(self, name)
+            lo = 2 if name == "num_classes" else 1
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"`{name}` must be an int >= {lo}; got {v!r}.")
+        for name, allowed in (("z_space", _Z_SPACES), ("unlabeled", _UNLABELED), ("reverse", _REVERSE),
+                              ("reverse_sample", _REVERSE_SAMPLES), ("relaxed_y_prior", _Y_PRIORS),
+                              ("activation", tuple(_ACTIVATIONS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
+        if not (math.isfinite(self.z_low) and math.isfinite(self.z_high) and self.z_high > self.z_low):
+            raise ValueError(f"need finite `z_low` < `z_high`; got {self.z_low!r}, {self.z_high!r}.")
+        for name in ("temperature", "reverse_temperature", "init_gain"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"`{name}` must be a finite number > 0; got {v!r}.")
+        for name in ("alpha_fd", "alpha_rd"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"`{name}` must be a finite number >= 0; got {v!r}.")
+
+
+# ------------------------------------------------------------------------------------------ networks
+
+
+class InvertedSSVAE(nn.Module):
+    """The three shared networks. Methods map arrays to distribution parameters; no sampling here.
+
+    The first layer of ``(x, y) -> z`` and of ``(y, z) -> x`` is a sum of one dense map per input
+    (equal to a dense map of the concatenation), so that in enumeration mode the ``x`` part of the
+    z-encoder is computed once per image rather than once per label.
+    """
+
+    config: Config
+
+    def setup(self):
+        c = self.config
+        init = nn.initializers.variance_scaling(c.init_gain**2, "fan_avg", "uniform")
+        dense = lambda n, name, bias=True: nn.Dense(n, use_bias=bias, kernel_init=init, name=name)  # noqa: E731
+        self.y_layers = [dense(h, f"y_hidden_{i}") for i, h in enumerate(c.hidden_y)]
+        self.y_out = dense(c.num_classes, "y_logits")
+        self.z_in_x = dense(c.hidden_z[0], "z_in_x")
+        self.z_in_y = dense(c.hidden_z[0], "z_in_y", bias=False)
+        self.z_layers = [dense(h, f"z_hidden_{i + 1}") for i, h in enumerate(c.hidden_z[1:])]
+        self.z_out = dense(2 * c.z_dim, "z_params")
+        self.x_in_y = dense(c.hidden_x[0], "x_in_y")
+        self.x_in_z = dense(c.hidden_x[0], "x_in_z", bias=False)
+        self.x_layers = [dense(h, f"x_hidden_{i + 1}") for i, h in enumerate(c.hidden_x[1:])]
+        self.x_out = dense(c.x_dim, "x_logits")
+
+    def _act(self, h):
+        return _ACTIVATIONS[self.config.activation](h)
+
+    def classify(self, x):
+        """``[..., x_dim] -> [..., C]`` logits of q(y|x)."""
+        h = x
+        for layer in self.y_layers:
+            h = self._act(layer(h))
+        return self.y_out(h)
+
+    def z_features_x(self, x):
+        """``[..., x_dim] -> [..., H]``: the x part of the first z-encoder layer (pre-activation)."""
+        return self.z_in_x(x)
+
+    def z_head(self, hx, y):
+        """``hx [..., H]``, ``y [..., C]`` -> ``(loc, log_var)`` each ``[..., D]`` of the Gaussian z~."""
+        h = self._act(hx + self.z_in_y(y))
+        for layer in self.z_layers:
+            h = self._act(layer(h))
+        out = self.z_out(h)
+        d = self.config.z_dim
+        return out[..., :d], out[..., d:]
+
+    def encode_z(self, x, y):
+        """``x [..., x_dim]``, ``y [..., C]`` -> ``(loc, log_var)`` of q(z~|x, y)."""
+        return self.z_head(self.z_features_x(x), y)
+
+    def decode(self, y, z):
+        """``y [..., C]``, ``z [..., D]`` -> ``[..., x_dim]`` Bernoulli logits of p(x|y, z)."""
+        h = self._act(self.x_in_y(y) + self.x_in_z(z))
+        for layer in self.x_layers:
+            h = self._act(layer(h))
+        return self.x_out(h)
+
+    def __call__(self, x, y, z):
+        """All three nets (used for ``init``): returns (y logits, (loc, log_var), x logits)."""
+        return self.classify(x), self.encode_z(x, y), self.decode(y, z)
+
+
+def init(config: Config, key: PRNGKey) -> tuple[PyTree, PyTree]:
+    """Initialise the parameters: returns ``(params, model_state={})``."""
+    model = InvertedSSVAE(config)
+    x = jnp.zeros((1, config.x_dim))
+    y = jnp.zeros((1, config.num_classes))
+    z = jnp.zeros((1, config.z_dim))
+    variables = model.init(key, x, y, z)
+    return variables["params"], {}
+
+
+def _apply(config: Config, params: PyTree, method: str, *args):
+    model = InvertedSSVAE(config)
+    return model.apply({"params": params}, *args, method=getattr(InvertedSSVAE, method))
+
+
+# ------------------------------------------------------------------------------------------ q(z|x,y)
+
+
+def _z_sample(config: Config, key: PRNGKey, loc, log_var):
+    """Reparameterised ``z ~ q(z|x,y)``; returns ``(z, kl_z)`` with ``kl_z`` summed over D.
+
+    box: ``kl_z = log q(z|x,y) - log p(z)`` at the sample (one-sample estimate, App. A);
+    real: the closed-form ``KL(N(loc, e^{log_var}) || N(0, I))``.
+    """
+    eps = jax.random.normal(key, jnp.shape(loc), dtype=loc.dtype)
+    u = loc + jnp.exp(0.5 * log_var) * eps
+    if config.z_space == "real":
+        return u, jnp.sum(kl_normal_std(loc, log_var), axis=-1)
+    z = _box_forward(config, u)
+    log_q = jnp.sum(normal_log_prob_logvar(u, loc, log_var), axis=-1) - _box_log_det(config, u)
+    return z, log_q - _log_pz(config)
+
+
+def z_posterior_log_prob(config: Config, z, loc, log_var):
+    """``log q(z|x,y)`` at a given ``z`` (inside the box for ``'box'``), summed over D.
+
+    box: ``log N(u; loc, e^{log_var}) - log|dz/du|`` with ``u`` the scaled-sigmoid pre-image of ``z``
+    (change of variables, Gemp et al. App. A); real: the Gaussian log-density.
+    """
+    if config.z_space == "real":
+        return jnp.sum(normal_log_prob_logvar(z, loc, log_var), axis=-1)
+    u = _box_inverse(config, z)
+    return jnp.sum(normal_log_prob_logvar(u, loc, log_var), axis=-1) - _box_log_det(config, u)
+
+
+def _z_prior_sample(config: Config, key: PRNGKey, shape):
+    """``z ~ p(z)`` and ``log p(z)`` (``[B]``)."""
+    if config.z_space == "real":
+        z = jax.random.normal(key, shape)
+        return z, jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1)
+    z = jax.random.uniform(key, shape, minval=config.z_low, maxval=config.z_high)
+    return z, jnp.full(shape[:-1], _log_pz(config))
+
+
+def _log_pz(config: Config) -> float:
+    if not config.include_constants:
+        return 0.0
+    return ss.log_uniform_box(config.z_dim, config.z_low, config.z_high)
+
+
+def _box(config: Config) -> bijectors.ScaledSigmoid:
+    return bijectors.ScaledSigmoid(config.z_low, config.z_high)
+
+
+def _box_forward(config, u):
+    return _box(config).forward(u)
+
+
+def _box_inverse(config, z):
+    return _box(config).inverse(z)
+
+
+def _box_log_det(config, u):
+    """``log |det dz/du|`` of the scaled sigmoid, summed over the last (event) axis."""
+    return _box(config).forward_log_det_jacobian(u)
+
+
+def z_posterior_mean(config: Config, params: PyTree, x, y) -> jax.Array:
+    """``[B, D]``: the location of q(z|x,y) mapped into z-space (``a + (b-a) sigmoid(loc)`` for the box).
+
+    This is the "mean z" of the evaluation protocol (the image of the Gaussian mean, not E[z]).
+    """
+    loc, _ = _apply(config, params, "encode_z", x, y)
+    return loc if config.z_space == "real" else _box_forward(config, loc)
+
+
+def classify(config: Config, params: PyTree, x) -> jax.Array:
+    """``[B, x_dim] -> [B, C]`` logits of q(y|x)."""
+    return _apply(config, params, "classify", x)
+
+
+def decode_mean(config: Config, params: PyTree, y, z) -> jax.Array:
+    """``[B, C], [B, D] -> [B, x_dim]`` pixel probabilities of p(x|y,z)."""
+    return jax.nn.sigmoid(_apply(config, params, "decode", y, z))
+
+
+# ------------------------------------------------------------------------------------------ objective
+
+
+class Terms(NamedTuple):
+    """Per-example terms of eq. 8, one array per stream (``None`` where the stream is unused).
+
+    Attributes:
+      j_fl: ``[B_l]`` labeled bound (eq. 3).
+      j_fd: ``[B_l]`` cross-entropy of q(y|x) at the label (eq. 7).
+      j_rd: ``[B_l]`` Euclidean reconstruction error of the decoder mean (eq. 7).
+      correct: ``[B_l]`` 1.0 where argmax q(y|x) is the label.
+      j_fu: ``[B_u]`` unlabeled bound (eq. 4), or ``None``.
+      entropy_y: ``[B_u]`` the y-entropy part of ``j_fu``: ``-log q(y_s|x)`` at the Concrete sample
+        (relaxed) or the exact ``H[q(y|x)]`` (enumerate); ``j_fu - entropy_y`` is the expected
+        labeled bound under q(y|x).
+      j_ru: ``[B_r]`` reverse bound (eq. 17 or eq. 5), or ``None``.
+    """
+
+    j_fl: Optional[jax.Array]
+    j_fd: Optional[jax.Array]
+    j_rd: Optional[jax.Array]
+    correct: Optional[jax.Array]
+    j_fu: Optional[jax.Array]
+    entropy_y: Optional[jax.Array]
+    j_ru: Optional[jax.Array]
+
+
+def _check_batch(config: Config, batch: dict) -> None:
+    """Static checks of the batch's keys, ranks and shapes (these run under ``jit`` too)."""
+    if not isinstance(batch, dict):
+        raise ValueError(f"`batch` must be a dict; got {type(batch).__name__}.")
+    known = {"x_l", "y_l", "x_u", "y_u", "z_u", "temperature"}
+    unknown = set(batch) - known
+    if unknown:
+        raise ValueError(f"`batch` has unknown key(s) {sorted(unknown)}; expected some of {sorted(known)}.")
+    if ("x_l" in batch) != ("y_l" in batch):
+        raise ValueError("`batch` must hold both 'x_l' and 'y_l' (labeled pairs) or neither.")
+    if "x_l" not in batch and "x_u" not in batch:
+        raise ValueError("`batch` needs labeled pairs ('x_l', 'y_l') or unlabeled images ('x_u').")
+    if config.reverse != "none" and "y_u" not in batch:
+        raise ValueError(
+            f"reverse={config.reverse!r} needs unfeatured labels `batch['y_u']` [B_r, {config.num_classes}]; "
+            "use reverse='none' for the M2 baseline."
+        )
+    if "z_u" in batch and "y_u" not in batch:
+        raise ValueError("`batch['z_u']` is given without `batch['y_u']`.")
+    for k in ("x_l", "x_u"):
+        if k in batch and (np.ndim(batch[k]) != 2 or np.shape(batch[k])[1] != config.x_dim):
+            raise ValueError(f"`batch['{k}']` must have shape [B, {config.x_dim}]; got {np.shape(batch[k])}.")
+    if "y_l" in batch:
+        y = batch["y_l"]
+        if np.shape(y) != (np.shape(batch["x_l"])[0],) or not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
+            raise ValueError(
+                f"`batch['y_l']` must be int labels of shape [B_l] = [{np.shape(batch['x_l'])[0]}]; "
+                f"got {np.shape(y)}, dtype {jnp.asarray(y).dtype}."
+            )
+    if "y_u" in batch and (np.ndim(batch["y_u"]) != 2 or np.shape(batch["y_u"])[1] != config.num_classes):
+        raise ValueError(f"`batch['y_u']` must have shape [B_r, {config.num_classes}]; got {np.shape(batch['y_u'])}.")
+    if "z_u" in batch and np.shape(batch["z_u"]) != (np.shape(batch["y_u"])[0], config.z_dim):
+        raise ValueError(
+            f"`batch['z_u']` must have shape [B_r, {config.z_dim}] = {(np.shape(batch['y_u'])[0], config.z_dim)}; "
+            f"got {np.shape(batch['z_u'])}."
+        )
+    if "temperature" in batch and np.ndim(batch["temperature"]) != 0:
+        raise ValueError(f"`batch['temperature']` must be a scalar; got shape {np.shape(batch['temperature'])}.")
+    # Value checks, only for concrete (eager) inputs.
+    from jaxvae.distributions import _checks
+
+    for k in ("x_l", "x_u"):
+        if k in batch:
+            _checks.check_probability(f"batch['{k}']", batch[k])
+    if "y_l" in batch and _checks.is_concrete(batch["y_l"]):
+        a = np.asarray(batch["y_l"])
+        if a.size and (a.min() < 0 or a.max() >= config.num_classes):
+            raise ValueError(f"`batch['y_l']` must lie in [0, {config.num_classes}); got [{a.min()}, {a.max()}].")
+    if "y_u" in batch and _checks.is_concrete(batch["y_u"]):
+        a = np.asarray(batch["y_u"])
+        if not (np.all(a > 0) and np.allclose(a.sum(-1), 1.0, atol=1e-4)):
+            raise ValueError("`batch['y_u']` rows must lie inside the simplex (entries > 0, summing to 1).")
+    if "z_u" in batch and config.z_space == "box" and _checks.is_concrete(batch["z_u"]):
+        a = np.asarray(batch["z_u"])
+        if not np.all((a > config.z_low) & (a < config.z_high)):
+            raise ValueError(f"`batch['z_u']` must lie inside the open box ({config.z_low}, {config.z_high}).")
+    if "temperature" in batch:
+        _checks.check_positive("batch['temperature']", batch["temperature"])
+
+
+def _log_py(config: Config) -> float:
+    return ss.log_uniform_categorical(config.num_classes) if config.include_constants else 0.0
+
+
+def _log_qy(config: Config, logits, y, tau):
+    """log q(y|x) at a simplex point ``y``: Concrete density (relaxed) or ``sum y log pi`` (enumerate)."""
+    if config.unlabeled == "enumerate":
+        return jnp.sum(y * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+    return Concrete(logits, tau).log_prob(y)
+
+
+def objective_terms(config: Config, params: PyTree, batch: dict, key: PRNGKey) -> Terms:
+    """Per-example terms of eq. 8 for the streams present in ``batch`` (see the module docstring).
+
+    The key is split into one subkey per stream in a fixed order, so the labeled and unlabeled terms
+    are bitwise the same whether or not the reverse stream is used (the M2 baseline and the untapped
+    model see the same noise for the same key).
+
+    Raises:
+      ValueError: for a malformed batch (missing stream, wrong shape, labels out of range, ...).
+    """
+    _check_batch(config, batch)
+    c = config
+    model = InvertedSSVAE(c)
+    ap = lambda method, *a: model.apply({"params": params}, *a, method=getattr(InvertedSSVAE, method))  # noqa: E731
+    k_l, k_u, k_r = jax.random.split(key, 3)
+    tau = jnp.asarray(batch.get("temperature", c.temperature), jnp.float32)
+    log_py = _log_py(c)
+    j_fl = j_fd = j_rd = correct = j_fu = entropy_y = j_ru = None
+
+    if "x_l" in batch:
+        x, y = batch["x_l"], batch["y_l"]
+        y1h = jax.nn.one_hot(y, c.num_classes, dtype=x.dtype)
+        logits_y = ap("classify", x)
+        loc, log_var = ap("encode_z", x, y1h)
+        z, kl_z = _z_sample(c, k_l, loc, log_var)
+        logits_x = ap("decode", y1h, z)
+        log_px = jnp.sum(bernoulli_log_prob(x, logits_x), axis=-1)
+        j_fl = ss.labeled_bound(log_px, kl_z, log_py=log_py)
+        j_fd = ss.classification_cross_entropy(logits_y, y)
+        j_rd = ss.l2_reconstruction_loss(x, jax.nn.sigmoid(logits_x))
+        correct = (jnp.argmax(logits_y, axis=-1) == y).astype(x.dtype)
+
+    if "x_u" in batch:
+        x = batch["x_u"]
+        logits_y = ap("classify", x)
+        if c.unlabeled == "relaxed":
+            k_y, k_z = jax.random.split(k_u)
+            q_y = Concrete(logits_y, tau)
+            log_y = q_y.sample_log(k_y)  # log space: finite at low temperature
+            y_s = jnp.exp(log_y)
+            log_qy = q_y.log_prob_log_sample(log_y)
+            if c.relaxed_y_prior == "concrete":
+                log_py_s = Concrete(jnp.zeros_like(logits_y), tau).log_prob_log_sample(log_y)
+            else:
+                log_py_s = log_py
+            loc, log_var = ap("encode_z", x, y_s)
+            z, kl_z = _z_sample(c, k_z, loc, log_var)
+            log_px = jnp.sum(bernoulli_log_prob(x, ap("decode", y_s, z)), axis=-1)
+            j_fu = ss.unlabeled_bound(log_px, kl_z, log_qy, log_py=log_py_s)
+            entropy_y = -log_qy
+        else:
+            b, n = x.shape[0], c.num_classes
+            eye = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype), (b, n, n))  # [B, C, C]
+            hx = ap("z_features_x", x)  # [B, H], once per image
+            hx = jnp.broadcast_to(hx[:, None, :], (b, n, hx.shape[-1]))
+            loc, log_var = ap("z_head", hx, eye)  # [B, C, D]
+            z, kl_z = _z_sample(c, k_u, loc, log_var)  # [B, C, D], [B, C]
+            logits_x = ap("decode", eye, z)  # [B, C, x_dim]
+            xb = jnp.broadcast_to(x[:, None, :], logits_x.shape)
+            log_px = jnp.sum(bernoulli_log_prob(xb, logits_x), axis=-1)  # [B, C]
+            j_fl_all = log_px + log_py - kl_z
+            j_fu = ss.unlabeled_bound_enumerated(logits_y, j_fl_all)
+            log_q = jax.nn.log_softmax(logits_y, axis=-1)
+            entropy_y = -jnp.sum(jnp.exp(log_q) * log_q, axis=-1)
+
+    if c.reverse != "none":
+        y = batch["y_u"].astype(jnp.float32)
+        k_z, k_x = jax.random.split(k_r)
+        if "z_u" in batch:
+            z = batch["z_u"].astype(jnp.float32)
+            log_pz = None
+        else:
+            z, log_pz = _z_prior_sample(c, k_z, (y.shape[0], c.z_dim))
+        logits_x = ap("decode", y, z)
+        if c.reverse_sample == "hard":
+            x_t = jax.lax.stop_gradient(
+                (logits_x + jax.random.logistic(k_x, logits_x.shape, logits_x.dtype) > 0).astype(logits_x.dtype)
+            )
+        else:
+            noise = jax.random.logistic(k_x, logits_x.shape, logits_x.dtype)
+            x_t = jax.nn.sigmoid((logits_x + noise) / c.reverse_temperature)
+        log_px = jnp.sum(bernoulli_log_prob(x_t, logits_x), axis=-1)
+        log_qy = _log_qy(c, ap("classify", x_t), y, tau)
+        loc, log_var = ap("encode_z", x_t, y)
+        log_qz = z_posterior_log_prob(c, z, loc, log_var)
+        log_qx = ss.log_uniform_bernoulli(c.x_dim) if c.include_constants else 0.0
+        if c.reverse == "z_observed":
+            j_ru = ss.reverse_bound_z_observed(log_qy, log_qz, log_px, log_qx=log_qx)
+        else:
+            if log_pz is None:  # z given by the batch: its prior log-density
+                log_pz = (jnp.full(z.shape[:1], _log_pz(c)) if c.z_space == "box"
+                          else jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1))
+            j_ru = ss.reverse_bound(log_qy, log_qz, log_px, log_qx=log_qx, log_pz=log_pz)
+
+    return Terms(j_fl, j_fd, j_rd, correct, j_fu, entropy_y, j_ru)
+
+
+def total_loss(config: Config, terms: Terms) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Eq. 8 as a loss to minimise: ``-(J_fl + J_fu + J_ru) + a_fd J_fd + a_rd J_rd`` (batch means per stream)."""
+    loss = jnp.zeros((), jnp.float32)
+    metrics = {}
+    if terms.j_fl is not None:
+        m = {k: jnp.mean(getattr(terms, k)) for k in ("j_fl", "j_fd", "j_rd", "correct")}
+        loss = loss - m["j_fl"] + config.alpha_fd * m["j_fd"] + config.alpha_rd * m["j_rd"]
+        metrics.update(m)
+    if terms.j_fu is not None:
+        metrics["j_fu"] = jnp.mean(terms.j_fu)
+        loss = loss - metrics["j_fu"]
+    if terms.j_ru is not None:
+        metrics["j_ru"] = jnp.mean(terms.j_ru)
+        loss = loss - metrics["j_ru"]
+    return loss, metrics
+
+
+def make_loss_fn(config: Config):
+    """``loss_fn(params, model_state, batch, key) -> LossOutput`` for the engine (eq. 8, minimised)."""
+
+    def loss_fn(params, model_state, batch, key):
+        terms = objective_terms(config, params, batch, key)
+        loss, metrics = total_loss(config, terms)
+        return LossOutput(loss, metrics, model_state)
+
+    return loss_fn
+
+
+def make_eval_fn(config: Config):
+    """``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]`` on labeled data ``{'x', 'y'}``.
+
+    Returns per-example ``'cross_entropy'`` (of q(y|x) at the label), ``'correct'``, ``'labeled_bound'``
+    (J_fl, one z sample) and ``'unlabeled_bound'`` (J_fu in the model's unlabeled mode).
+    """
+
+    def eval_fn(params, model_state, batch, key):
+        del model_state
+        if not isinstance(batch, dict) or set(batch) != {"x", "y"}:
+            raise ValueError(f"eval `batch` must be a dict with keys 'x' and 'y'; got {sorted(batch) if isinstance(batch, dict) else type(batch).__name__}.")
+        ev = dataclasses.replace(config, reverse="none")
+        t = objective_terms(ev, params, {"x_l": batch["x"], "y_l": batch["y"], "x_u": batch["x"]}, key)
+        return {"cross_entropy": t.j_fd, "correct": t.correct, "labeled_bound": t.j_fl, "unlabeled_bound": t.j_fu}
+
+    return eval_fn
+
+
+def corner_labels(num_classes: int = 10, high: float = 0.95) -> np.ndarray:
+    """The paper's unfeatured set: ``C`` "close corners" of the simplex, ``high`` on one class and
+    ``(1 - high)/(C - 1)`` on the others. Returns float32 ``[C, C]``."""
+    if not (0.0 < high < 1.0):
+        raise ValueError(f"`high` must lie in (0, 1); got {high!r}.")
+    low = (1.0 - high) / (num_classes - 1)
+    return (np.full((num_classes, num_classes), low) + np.eye(num_classes) * (high - low)).astype(np.float32)

@@ -1,0 +1,93 @@
+"""Tests of the untapped / M2 experiment driver (experiments/inverted_ssvae/main.py)."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import _cli
+from experiments.inverted_ssvae import main as E
+from jaxvae.models import inverted_ssvae as m
+from jaxvae.train.optim import OptimizerConfig, make_optimizer
+from jaxvae.train.steps import create_train_state, make_train_step
+
+CONFIGS = os.path.join(os.path.dirname(E.__file__), "configs")
+
+
+def test_match_dims_is_greedy_by_probability_and_one_to_one():
+    p = np.full((10, 10), 0.01)
+    p[5, 8], p[6, 8], p[7, 5], p[8, 5], p[9, 9] = 0.9, 0.8, 0.7, 0.6, 0.5
+    got = E.match_dims(p)
+    assert got[5] == 8 and got[7] == 5 and got[9] == 9  # highest-probability claims win
+    assert sorted(got.values()) == [5, 6, 7, 8, 9]  # every digit 5-9 used once
+    assert got[6] in (6, 7) and got[8] in (6, 7)
+
+
+def test_multi_seed_step_equals_the_engine_step_run_per_seed():
+    cfg = m.Config(hidden_y=(8,), hidden_z=(4,), hidden_x=(8,), x_dim=12)
+    opt = make_optimizer(OptimizerConfig(learning_rate=1e-2, eps=1e-4, clip_value=1.0))
+    loss_fn = m.make_loss_fn(cfg)
+    rng = np.random.default_rng(0)
+    batch = {"x_l": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_l": np.arange(4, dtype=np.int32),
+             "x_u": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_u": m.corner_labels()[:4]}
+    multi = E.make_multi_seed_step(loss_fn, opt)
+    state = E.init_multi_seed_state(cfg, opt, (3, 4))
+    for _ in range(2):
+        state, metrics = multi(state, batch)
+    single = make_train_step(loss_fn, opt)
+    for i, seed in enumerate((3, 4)):
+        params, ms = m.init(cfg, jax.random.key(seed))
+        s = create_train_state(jax.random.key(10_000 + seed), params, ms, opt)
+        for _ in range(2):
+            s, _ = single(s, batch)
+        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))
+
+
+def test_stream_iterator_yields_three_streams_and_resumes():
+    data = {"labeled": {"x_l": np.zeros((50, 784), np.float32), "y_l": np.arange(50, dtype=np.int32) % 5},
+            "unlabeled": {"x_u": np.ones((40, 784), np.float32)}, "corners": m.corner_labels()}
+    dc = E.DataConfig(batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15)
+    it = E.StreamIterator(data, dc, with_unfeatured=True, tau_schedule=lambda t: 1.0 / (1 + t))
+    b = next(it)
+    assert set(b) == {"x_l", "y_l", "x_u", "y_u", "temperature"} and b["y_u"].shape == (15, 10)
+    np.testing.assert_allclose(b["y_u"][10], m.corner_labels()[0])
+    state = it.get_state()
+    nxt = next(it)
+    it2 = E.StreamIterator(data, dc, with_unfeatured=True, tau_schedule=lambda t: 1.0 / (1 + t))
+    it2.set_state(state)
+    again = next(it2)
+    for k in nxt:
+        np.testing.assert_array_equal(nxt[k], again[k])
+
+
+def test_configs_load_and_bad_override_is_rejected(tmp_path):
+    for name in ("untapped", "m2_100", "smoke"):
+        cfg = _cli.load_config(os.path.join(CONFIGS, f"{name}.py"))
+        assert isinstance(cfg, E.ExperimentConfig)
+    cfg, wd = _cli.parse(["--config", os.path.join(CONFIGS, "untapped.py"), "--workdir", str(tmp_path),
+                          "--set", "run.num_steps=7", "--set", "model.reverse=z_sampled"])
+    assert cfg.run.num_steps == 7 and cfg.model.reverse == "z_sampled"
+    with pytest.raises(ValueError, match="reverse"):
+        _cli.apply_overrides(cfg, ["model.reverse=sideways"])
+    with pytest.raises(ValueError, match="num_step"):
+        _cli.apply_overrides(cfg, ["run.num_step=3"])
+    with pytest.raises(ValueError):
+        E.build_data(dataclasses.replace(E.DataConfig(), task="cifar"), mnist=object())
+
+
+@pytest.mark.slow
+def test_smoke_run_end_to_end(tmp_path):
+    E.main(["--config", os.path.join(CONFIGS, "smoke.py"), "--workdir", str(tmp_path)])
+    res = json.load(open(tmp_path / "results.json"))
+    assert set(res["variants"]) == {"M2", "untapped"}
+    for v in res["variants"].values():
+        assert len(v["per_seed"]) == 2
+        assert np.isfinite(v["summary"]["ce_59"]["mean"])
+        assert sorted(v["per_seed"][0]["dim_to_digit"].values()) == list(range(10))
+    assert "untapped_minus_m2_ce_59" in res
+    assert (tmp_path / "decoded_onehots.png").is_file()

@@ -1,0 +1,238 @@
+"""Tests of Gemp et al.'s inverted SSVAE / Kingma et al.'s M2 (jaxvae.models.inverted_ssvae)."""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxvae.distributions.bernoulli import bernoulli_log_prob
+from jaxvae.distributions.normal import normal_log_prob_logvar
+from jaxvae.models import inverted_ssvae as m
+from jaxvae.objectives import semi_supervised as ss
+from tests.stats import Z
+
+# Small nets keep the suite fast; the maths does not depend on the sizes.
+D = 16
+SMALL = m.Config(hidden_y=(16,), hidden_z=(8,), hidden_x=(32,), x_dim=D)
+
+
+def _batch(seed=0, b=6, reverse=True, z_u=False):
+    rng = np.random.default_rng(seed)
+    out = {
+        "x_l": (rng.random((b, D)) < 0.3).astype(np.float32),
+        "y_l": rng.integers(0, 10, b).astype(np.int32),
+        "x_u": (rng.random((b, D)) < 0.3).astype(np.float32),
+    }
+    if reverse:
+        out["y_u"] = m.corner_labels()[rng.integers(0, 10, b)]
+        if z_u:
+            out["z_u"] = rng.uniform(-1.4, 1.4, (b, 2)).astype(np.float32)
+    return out
+
+
+def _params(cfg, seed=0):
+    return m.init(cfg, jax.random.key(seed))[0]
+
+
+def test_init_builds_the_paper_architecture():
+    params = _params(m.Config())
+    shapes = {k: v["kernel"].shape for k, v in params.items()}
+    assert shapes["y_hidden_0"] == (784, 50) and shapes["y_hidden_1"] == (50, 50) and shapes["y_logits"] == (50, 10)
+    assert shapes["z_in_x"] == (784, 10) and shapes["z_in_y"] == (10, 10) and shapes["z_params"] == (10, 4)
+    assert shapes["x_in_y"] == (10, 250) and shapes["x_in_z"] == (2, 250)
+    assert shapes["x_hidden_1"] == (250, 500) and shapes["x_logits"] == (500, 784)
+
+
+def test_enumerated_bound_equals_explicit_python_loop_over_classes():
+    cfg = dataclasses.replace(SMALL, unlabeled="enumerate", reverse="none")
+    params = _params(cfg)
+    batch = {"x_u": _batch()["x_u"]}
+    key = jax.random.key(3)
+    got = m.objective_terms(cfg, params, batch, key).j_fu
+    # The documented key use: split(key, 3) = (labeled, unlabeled, reverse); one [B, C, D] normal draw.
+    k_u = jax.random.split(key, 3)[1]
+    x = batch["x_u"]
+    b = x.shape[0]
+    eps = jax.random.normal(k_u, (b, 10, cfg.z_dim))
+    ap = lambda meth, *a: m.InvertedSSVAE(cfg).apply({"params": params}, *a, method=getattr(m.InvertedSSVAE, meth))
+    log_q = np.asarray(jax.nn.log_softmax(ap("classify", x)), np.float64)
+    want = np.zeros(b)
+    for c in range(10):
+        y = np.zeros((b, 10), np.float32)
+        y[:, c] = 1
+        loc, log_var = ap("encode_z", x, y)
+        u = loc + jnp.exp(0.5 * log_var) * eps[:, c]
+        z = cfg.z_low + (cfg.z_high - cfg.z_low) * jax.nn.sigmoid(u)
+        log_det = jnp.sum(math.log(cfg.z_high - cfg.z_low) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u), -1)
+        log_qz = jnp.sum(normal_log_prob_logvar(u, loc, log_var), -1) - log_det
+        log_px = jnp.sum(bernoulli_log_prob(x, ap("decode", y, z)), -1)
+        j_c = np.asarray(log_px - math.log(10) - (log_qz + 2 * math.log(3.0)), np.float64)
+        want += np.exp(log_q[:, c]) * (j_c - log_q[:, c])
+    np.testing.assert_allclose(got, want, rtol=2e-5)
+
+
+@pytest.mark.statistical
+def test_relaxed_objective_approaches_enumerated_as_temperature_goes_to_zero():
+    # E_{y ~ Concrete(tau)}[J_fl(x, y)] -> sum_c q(c|x) J_fl(x, c) as tau -> 0, i.e. (j_fu - entropy_y)
+    # of the relaxed mode matches that of the enumerated mode in expectation (over y and z noise).
+    # (The Concrete *density* term does not converge to the categorical entropy: KL between two
+    # Concretes of one temperature does not depend on the temperature.)
+    base = dataclasses.replace(SMALL, reverse="none", temperature=0.01)
+    params = _params(base, seed=1)
+    # Make the decoder depend strongly on y, so that a relaxed (non-one-hot) y visibly changes J_fl.
+    params = {**params, "x_in_y": {**params["x_in_y"], "kernel": params["x_in_y"]["kernel"] * 20}}
+    x = _batch(seed=2, b=3)["x_u"]
+    n = 400
+    keys = jax.random.split(jax.random.key(5), n)
+
+    def expected_labeled(cfg):
+        f = jax.jit(jax.vmap(lambda k: (lambda t: t.j_fu - t.entropy_y)(m.objective_terms(cfg, params, {"x_u": x}, k))))
+        return np.asarray(f(keys), np.float64)  # [n, B]
+
+    rel = expected_labeled(base)
+    enu = expected_labeled(dataclasses.replace(base, unlabeled="enumerate"))
+    se = np.sqrt(rel.var(0, ddof=1) / n + enu.var(0, ddof=1) / n)
+    assert np.all(np.abs(rel.mean(0) - enu.mean(0)) <= Z * se), (rel.mean(0), enu.mean(0), se)
+    # ... and at tau = 1 the relaxed decoder input is far from one-hot: the test can tell the difference.
+    warm = expected_labeled(dataclasses.replace(base, temperature=1.0))
+    se1 = np.sqrt(warm.var(0, ddof=1) / n + enu.var(0, ddof=1) / n)
+    assert np.any(np.abs(warm.mean(0) - enu.mean(0)) > Z * se1)
+
+
+def test_box_log_det_used_in_q_z_matches_jacfwd():
+    cfg = SMALL
+    with jax.enable_x64():
+        u = jnp.asarray(np.random.default_rng(0).normal(size=(5, 2)) * 3, jnp.float64)
+        for row in u:
+            fwd = lambda v: m._box_forward(cfg, v)  # noqa: E731
+            _, want = jnp.linalg.slogdet(jax.jacfwd(fwd)(row))
+            np.testing.assert_allclose(jnp.sum(m._box_log_det(cfg, row)), want, rtol=1e-10)
+            np.testing.assert_allclose(m._box_inverse(cfg, fwd(row)), row, rtol=1e-8)
+
+
+def test_sampled_z_and_its_density_agree():
+    # kl_z from the sampler (= log q(z) - log p(z)) equals the density evaluated at the sampled z.
+    cfg = SMALL
+    loc, log_var = jnp.array([[0.3, -1.0], [2.0, 0.5]]), jnp.array([[-0.5, 0.2], [0.0, -2.0]])
+    z, kl = m._z_sample(cfg, jax.random.key(0), loc, log_var)
+    assert np.all((np.asarray(z) > -1.5) & (np.asarray(z) < 1.5))
+    want = m.z_posterior_log_prob(cfg, z, loc, log_var) - ss.log_uniform_box(2, -1.5, 1.5)
+    np.testing.assert_allclose(kl, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(),
+        dict(reverse="z_sampled"),
+        dict(reverse_sample="relaxed"),
+        dict(relaxed_y_prior="concrete", temperature=0.3),
+        dict(unlabeled="enumerate", z_space="real", z_dim=5),
+        dict(unlabeled="enumerate", reverse="none"),
+    ],
+    ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()) or "default",
+)
+def test_loss_and_gradients_are_finite(overrides):
+    cfg = dataclasses.replace(SMALL, **overrides)
+    params = _params(cfg)
+    loss_fn = m.make_loss_fn(cfg)
+    (loss, out), grads = jax.value_and_grad(lambda p: (lambda o: (o.loss, o))(loss_fn(p, {}, _batch(), jax.random.key(1))),
+                                            has_aux=True)(params)
+    assert np.isfinite(loss)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    assert all(np.isfinite(v) for v in out.metrics.values())
+    if cfg.reverse != "none":
+        assert "j_ru" in out.metrics
+
+
+@pytest.mark.parametrize("z_u", [False, True])
+def test_m2_objective_is_untapped_objective_minus_reverse_term_for_the_same_key(z_u):
+    batch = _batch(z_u=z_u)
+    key = jax.random.key(7)
+    unt = m.make_loss_fn(SMALL)
+    m2 = m.make_loss_fn(dataclasses.replace(SMALL, reverse="none"))
+    params = _params(SMALL)
+    a, b = unt(params, {}, batch, key), m2(params, {}, {k: v for k, v in batch.items() if k not in ("y_u", "z_u")}, key)
+    for k in ("j_fl", "j_fu", "j_fd", "j_rd"):
+        assert float(a.metrics[k]) == float(b.metrics[k])  # bitwise: same noise for the shared streams
+    np.testing.assert_allclose(float(a.loss), float(b.loss) - float(a.metrics["j_ru"]), rtol=1e-6)
+
+
+def test_hard_reverse_sample_passes_no_pathwise_gradient_to_the_decoder():
+    # With the stop-gradient sample, the decoder gradient of J_ru comes only from -log p(x~|y,z);
+    # the classifier terms log q(y|x~), log q(z|x~,y) give the decoder no gradient.
+    cfg = SMALL
+    params = _params(cfg)
+    batch = {"y_u": m.corner_labels(), "z_u": np.zeros((10, 2), np.float32), "x_u": _batch()["x_u"]}
+
+    def j_ru_without_likelihood(p):
+        t = m.objective_terms(cfg, p, batch, jax.random.key(0))
+        # recompute -log p(x~) with the same sample and add it back: what is left is q-terms + const
+        return jnp.sum(t.j_ru)
+
+    g = jax.grad(j_ru_without_likelihood)(params)
+    g_relaxed = jax.grad(lambda p: jnp.sum(m.objective_terms(dataclasses.replace(cfg, reverse_sample="relaxed"),
+                                                             p, batch, jax.random.key(0)).j_ru))(params)
+    # The y/z encoders get gradients in both modes; the pathwise decoder gradient differs between modes.
+    assert np.any(np.asarray(g["y_logits"]["kernel"]) != 0)
+    assert not np.allclose(g["x_logits"]["kernel"], g_relaxed["x_logits"]["kernel"])
+
+
+def test_eval_fn_and_helpers():
+    params = _params(SMALL)
+    b = _batch()
+    ev = m.make_eval_fn(SMALL)(params, {}, {"x": b["x_l"], "y": b["y_l"]}, jax.random.key(0))
+    assert set(ev) == {"cross_entropy", "correct", "labeled_bound", "unlabeled_bound"}
+    assert all(v.shape == (6,) and np.all(np.isfinite(v)) for v in ev.values())
+    z = m.z_posterior_mean(SMALL, params, b["x_l"], np.eye(10, dtype=np.float32)[b["y_l"]])
+    assert z.shape == (6, 2) and np.all(np.abs(np.asarray(z)) < 1.5)
+    img = m.decode_mean(SMALL, params, np.eye(10, dtype=np.float32), np.zeros((10, 2), np.float32))
+    assert img.shape == (10, D) and np.all((np.asarray(img) >= 0) & (np.asarray(img) <= 1))
+    c = m.corner_labels()
+    np.testing.assert_allclose(c.sum(-1), 1, rtol=1e-6)
+    assert np.allclose(np.diag(c), 0.95)
+
+
+def _without(d, *keys):
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+@pytest.mark.parametrize(
+    "batch, match",
+    [
+        (_without(_batch(), "y_u"), "y_u"),
+        ({**_batch(), "x_l": np.zeros((6, D + 1), np.float32)}, "x_l"),
+        ({**_batch(), "y_l": np.array([0, 1, 2, 3, 4, 10], np.int32)}, r"y_l.*\[0, 10\)"),
+        ({**_batch(), "y_l": np.zeros(6, np.float32)}, "int labels"),
+        ({**_batch(), "x_u": np.full((6, D), 2.0, np.float32)}, "x_u"),
+        ({**_batch(), "y_u": np.ones((6, 10), np.float32)}, "simplex"),
+        ({**_batch(), "z_u": np.full((6, 2), 1.5, np.float32)}, "open box"),
+        ({**_batch(), "z_u": np.zeros((6, 3), np.float32)}, "z_u"),
+        ({**_batch(), "extra": np.zeros(6)}, "unknown key"),
+        (_without(_batch(), "y_l"), "both 'x_l' and 'y_l'"),
+        ({"y_u": m.corner_labels()}, "labeled pairs"),
+    ],
+)
+def test_bad_batch_raises_value_error(batch, match):
+    with pytest.raises(ValueError, match=match):
+        m.make_loss_fn(SMALL)(_params(SMALL), {}, batch, jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(hidden_x=()), "hidden_x"),
+        (dict(unlabeled="sum"), "unlabeled"),
+        (dict(reverse="both"), "reverse"),
+        (dict(z_low=1.0, z_high=-1.0), "z_low"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(alpha_fd=-1.0), "alpha_fd"),
+        (dict(num_classes=1), "num_classes"),
+    ],
+)
+def test_bad_config_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        m.Config(**kw)
