@@ -1,0 +1,65 @@
+"""Probabilistic primitives: immutable pytree distributions and explicitly named KLs (jax + numpy only).
+
+Elementwise distributions (``Normal``, ``Bernoulli``, ``RectifiedNormal``) have no event dimensions:
+``log_prob`` keeps the input shape. Vector-valued ones (``Categorical``, ``Concrete``,
+``MixtureNormal``) reduce over the last axis. The mixture-KL estimator family lives in
+:mod:`jaxvae.distributions.mixture_kl`.
+"""
+
+from jaxvae.distributions import mixture_kl
+from jaxvae.distributions.bernoulli import Bernoulli
+from jaxvae.distributions.bernoulli import bernoulli_log_prob
+from jaxvae.distributions.bernoulli import kl_bernoulli_bernoulli
+from jaxvae.distributions.bijectors import ScaledSigmoid
+from jaxvae.distributions.bijectors import SoftmaxCentered
+from jaxvae.distributions.bijectors import Softplus
+from jaxvae.distributions.bijectors import scaled_sigmoid_log_det
+from jaxvae.distributions.categorical import Categorical
+from jaxvae.distributions.categorical import kl_categorical_categorical
+from jaxvae.distributions.concrete import Concrete
+from jaxvae.distributions.concrete import concrete_log_prob_log_sample
+from jaxvae.distributions.concrete import constant_temperature
+from jaxvae.distributions.concrete import exponential_decay_temperature
+from jaxvae.distributions.logistic_mixture import DiscretizedLogisticMixture
+from jaxvae.distributions.logistic_mixture import discretized_logistic_mixture_log_prob
+from jaxvae.distributions.mixture import MixtureNormal
+from jaxvae.distributions.mixture import mixture_log_prob
+from jaxvae.distributions.mixture_kl import population_kl
+from jaxvae.distributions.normal import Normal
+from jaxvae.distributions.normal import kl_normal_normal
+from jaxvae.distributions.normal import kl_normal_std
+from jaxvae.distributions.normal import normal_log_prob
+from jaxvae.distributions.normal import normal_log_prob_logvar
+from jaxvae.distributions.rectified_normal import RectifiedNormal
+from jaxvae.distributions.rectified_normal import kl_rectified_mc
+from jaxvae.distributions.rectified_normal import kl_rectified_rectified
+
+__all__ = [
+    "Bernoulli",
+    "Categorical",
+    "Concrete",
+    "DiscretizedLogisticMixture",
+    "MixtureNormal",
+    "Normal",
+    "RectifiedNormal",
+    "ScaledSigmoid",
+    "SoftmaxCentered",
+    "Softplus",
+    "bernoulli_log_prob",
+    "concrete_log_prob_log_sample",
+    "constant_temperature",
+    "discretized_logistic_mixture_log_prob",
+    "exponential_decay_temperature",
+    "kl_bernoulli_bernoulli",
+    "kl_categorical_categorical",
+    "kl_normal_normal",
+    "kl_normal_std",
+    "kl_rectified_mc",
+    "kl_rectified_rectified",
+    "mixture_kl",
+    "mixture_log_prob",
+    "normal_log_prob",
+    "normal_log_prob_logvar",
+    "population_kl",
+    "scaled_sigmoid_log_det",
+]
