@@ -30,7 +30,7 @@ class OptimizerConfig:
         momentum; ``b1``, ``b2``, ``eps`` unused).
       learning_rate: peak learning rate ``eta`` (> 0).
       b1, b2: exponential decay rates of the first and second moment estimates, in [0, 1).
-      eps: denominator offset of Adam-type updates (>= 0).
+      eps: denominator offset of Adam-type updates (> 0, so finite gradients give finite updates).
       weight_decay: decoupled weight decay ``lambda`` of AdamW (>= 0); must be 0 for the other names.
       schedule: learning rate ``eta_t`` at optimizer step ``t`` (counted from 0):
 
@@ -85,8 +85,10 @@ def _validate(cfg: OptimizerConfig) -> None:
         v = _finite_number(n, getattr(cfg, n))
         if not 0.0 <= v < 1.0:
             raise ValueError(f"`{n}` must lie in [0, 1); got {v!r}.")
-    if _finite_number("eps", cfg.eps) < 0:
-        raise ValueError(f"`eps` must be >= 0; got {cfg.eps!r}.")
+    if _finite_number("eps", cfg.eps) <= 0:
+        # eps > 0 keeps the update finite whenever the gradient is (no 0/0 at g = 0), which the train
+        # step's skip-on-non-finite relies on.
+        raise ValueError(f"`eps` must be > 0; got {cfg.eps!r}.")
     if _finite_number("weight_decay", cfg.weight_decay) < 0:
         raise ValueError(f"`weight_decay` must be >= 0; got {cfg.weight_decay!r}.")
     if cfg.weight_decay != 0 and cfg.name != "adamw":

@@ -28,6 +28,7 @@ RTOL = 1e-5
         ({"b1": 1.0}, "b1"),
         ({"b2": -0.1}, "b2"),
         ({"eps": -1e-8}, "eps"),
+        ({"eps": 0.0}, "eps"),
         ({"weight_decay": 1e-4}, "adamw"),
         ({"name": "adamw", "weight_decay": -1.0}, "weight_decay"),
         ({"schedule": "cosine", "decay_steps": 0}, "decay_steps"),

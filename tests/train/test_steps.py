@@ -220,6 +220,34 @@ def test_non_finite_step_is_skipped_and_counted(bad_flag):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(_host(st).params))
 
 
+def _nan_update_optimizer():
+    """Finite gradients in, NaN updates out on its second call (like Adam with eps = 0 at g = 0)."""
+
+    def init(params):
+        return jnp.zeros((), jnp.int32)
+
+    def update(grads, count, params=None):
+        bad = count == 1
+        return jax.tree.map(lambda g: jnp.where(bad, jnp.nan, -0.1 * g), grads), count + 1
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_check_updates_skips_non_finite_updates():
+    opt = _nan_update_optimizer()
+    step = make_train_step(noisy_regression_loss, opt, check_updates=True)
+    st = _state(opt)
+    st, m = step(st, _data())
+    before = _host(st)
+    st, m = step(st, _data())  # finite loss and gradient, NaN update
+    assert np.isfinite(float(m["loss"])) and np.isfinite(float(m["grad_norm"]))
+    assert int(st.skipped) == 1
+    after = _host(st)
+    assert _leaves_equal(before.params, after.params)
+    assert _leaves_equal(before.opt_state, after.opt_state)
+    assert _leaves_equal(before.model_state, after.model_state)
+
+
 def test_batch_mismatch_raises_instead_of_recompiling():
     opt = _adam()
     step = _adam_step()
