@@ -5,9 +5,9 @@ Call :func:`initialize_distributed` once per process, before any other JAX call.
 spans them, and each process feeds its own slice of the batch with
 :func:`jaxvae.train.sharding.global_batch_from_process_local`. The train step itself is unchanged.
 
-On TPU pods, and GPU clusters under SLURM / Open MPI / Kubernetes, every argument can be left ``None``
-(``jax.distributed.initialize`` detects them). On CPU (tests, debugging) pass all three; cross-process
-collectives then use Gloo over TCP (``jax_cpu_collectives_implementation='gloo'``).
+On TPU pods, and GPU clusters under SLURM / Open MPI / Kubernetes, every argument can be left
+``None`` (``jax.distributed.initialize`` detects them). On CPU (tests, debugging) pass all three;
+cross-process collectives then use Gloo over TCP (``jax_cpu_collectives_implementation='gloo'``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def initialize_distributed(
     """Join this process to a multi-process JAX run (idempotent).
 
     Args:
-      coordinator_address: ``"host:port"`` of process 0's coordinator service; ``None`` to auto-detect
-        (cluster environments) or read ``JAX_COORDINATOR_ADDRESS``.
+      coordinator_address: ``"host:port"`` of process 0's coordinator service; ``None`` to
+        auto-detect (cluster environments) or read ``JAX_COORDINATOR_ADDRESS``.
       num_processes: total number of processes (>= 1), or ``None`` to auto-detect.
       process_id: this process's index in ``[0, num_processes)``, or ``None`` to auto-detect.
       initialization_timeout: seconds to wait for every process to connect before failing.

@@ -2,11 +2,14 @@
 
 The chain built by :func:`make_optimizer` is, in order::
 
-    clip_by_value (if clip_value)  ->  clip_by_global_norm (if clip_global_norm)  ->  optimizer(lr schedule)
+    clip_by_value (if clip_value)
+      -> clip_by_global_norm (if clip_global_norm)
+      -> optimizer (adam | adamax | adamw | sgd) with the learning-rate schedule
 
-Element-wise clipping first bounds single outliers, global-norm clipping then bounds the whole update
-direction, and the optimizer sees the clipped gradient. Non-finite updates are *not* handled here:
-the train step (:mod:`jaxvae.train.steps`) skips them and counts them in ``TrainState.skipped``.
+Element-wise clipping first bounds single outliers, global-norm clipping then bounds the whole
+update direction, and the optimizer sees the clipped gradient. Non-finite updates are *not* handled
+here: the train step (:mod:`jaxvae.train.steps`) skips them and counts them in
+``TrainState.skipped``.
 """
 
 from __future__ import annotations
@@ -31,22 +34,24 @@ class OptimizerConfig:
       learning_rate: peak learning rate ``eta`` (> 0).
       b1, b2: exponential decay rates of the first and second moment estimates, in [0, 1).
       eps: denominator offset of Adam-type updates (> 0, so finite gradients give finite updates).
-      weight_decay: decoupled weight decay ``lambda`` of AdamW (>= 0); must be 0 for the other names.
+      weight_decay: decoupled weight decay ``lambda`` of AdamW (>= 0); must be 0 for the other
+        names.
       schedule: learning rate ``eta_t`` at optimizer step ``t`` (counted from 0):
 
         - ``'constant'``: ``eta_t = eta``.
         - ``'cosine'``: ``eta_t = eta * (a + (1 - a) * (1 + cos(pi * min(t, T) / T)) / 2)`` with
           ``T = decay_steps`` and ``a = end_lr_factor``.
-        - ``'exponential'``: ``eta_t = eta * r ** (t / T)`` with ``r = decay_rate``, ``T = decay_steps``,
-          floored (for ``r < 1``) at ``eta * end_lr_factor``.
-        - ``'warmup_cosine'``: linear from 0 to ``eta`` over ``warmup_steps``, then cosine from ``eta``
-          to ``eta * end_lr_factor`` at step ``decay_steps`` (``decay_steps`` counts the warm-up).
+        - ``'exponential'``: ``eta_t = eta * r ** (t / T)`` with ``r = decay_rate``, ``T =
+          decay_steps``, floored (for ``r < 1``) at ``eta * end_lr_factor``.
+        - ``'warmup_cosine'``: linear from 0 to ``eta`` over ``warmup_steps``, then cosine from
+          ``eta`` to ``eta * end_lr_factor`` at step ``decay_steps`` (``decay_steps`` counts the
+          warm-up).
       warmup_steps: warm-up length for ``'warmup_cosine'`` (>= 0, < ``decay_steps``).
       decay_steps: ``T`` above (> 0 for the decaying schedules).
       decay_rate: ``r`` of the exponential schedule (> 0).
       end_lr_factor: final learning rate as a fraction of ``learning_rate``, in [0, 1].
-      clip_global_norm: if set (> 0), gradients ``g`` become ``g * min(1, c / ||g||_2)`` with the norm
-        taken over the whole parameter pytree.
+      clip_global_norm: if set (> 0), gradients ``g`` become ``g * min(1, c / ||g||_2)`` with the
+        norm taken over the whole parameter pytree.
       clip_value: if set (> 0), each gradient element is clipped to ``[-c, c]``.
     """
 
@@ -86,15 +91,16 @@ def _validate(cfg: OptimizerConfig) -> None:
         if not 0.0 <= v < 1.0:
             raise ValueError(f"`{n}` must lie in [0, 1); got {v!r}.")
     if _finite_number("eps", cfg.eps) <= 0:
-        # eps > 0 keeps the update finite whenever the gradient is (no 0/0 at g = 0), which the train
-        # step's skip-on-non-finite relies on.
+        # eps > 0 keeps the update finite whenever the gradient is (no 0/0 at g = 0), which the
+        # train step's skip-on-non-finite relies on.
         raise ValueError(f"`eps` must be > 0; got {cfg.eps!r}.")
     if _finite_number("weight_decay", cfg.weight_decay) < 0:
         raise ValueError(f"`weight_decay` must be >= 0; got {cfg.weight_decay!r}.")
     if cfg.weight_decay != 0 and cfg.name != "adamw":
         raise ValueError(
-            f"`weight_decay` is only used by name='adamw'; got weight_decay={cfg.weight_decay!r} with "
-            f"name={cfg.name!r}. Use name='adamw' or set weight_decay=0."
+            "`weight_decay` is only used by name='adamw'; got "
+            f"weight_decay={cfg.weight_decay!r} with name={cfg.name!r}. Use name='adamw' or set "
+            "weight_decay=0."
         )
     for n in ("warmup_steps", "decay_steps"):
         v = getattr(cfg, n)

@@ -1,9 +1,10 @@
 """Data-parallel placement: a 1-D device mesh, replicated state, batches split over the data axis.
 
 The layout is the simplest data parallelism: every device holds the whole state (``P()``) and a
-``1 / n_devices`` slice of each batch along its leading axis (``P('data')``). The same code spans hosts:
-after :func:`jaxvae.train.distributed.initialize_distributed`, ``jax.devices()`` lists every process's
-devices, and each process supplies its own slice with :func:`global_batch_from_process_local`.
+``1 / n_devices`` slice of each batch along its leading axis (``P('data')``). The same code spans
+hosts: after :func:`jaxvae.train.distributed.initialize_distributed`, ``jax.devices()`` lists every
+process's devices, and each process supplies its own slice with
+:func:`global_batch_from_process_local`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ __all__ = ["make_data_mesh", "replicate", "shard_batch", "global_batch_from_proc
 def make_data_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = "data") -> Mesh:
     """A 1-D mesh over ``devices`` (default: every device of every process) with one axis.
 
-    Built with ``jax.sharding.Mesh``, whose axes are ``Auto`` (the compiler places collectives), unlike
-    ``jax.make_mesh``, which defaults to ``Explicit`` axes.
+    Built with ``jax.sharding.Mesh``, whose axes are ``Auto`` (the compiler places collectives),
+    unlike ``jax.make_mesh``, which defaults to ``Explicit`` axes.
 
     Raises:
       ValueError: if ``devices`` is empty or ``axis_name`` is not a non-empty string.
@@ -57,8 +58,8 @@ def _global_put(x: Any, sharding: NamedSharding) -> jax.Array:
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Place a full copy of every leaf of ``tree`` on every device of ``mesh`` (sharding ``P()``).
 
-    In a multi-process run each process must pass the same values (e.g. parameters initialised from the
-    same seed); each process then fills its own devices.
+    In a multi-process run each process must pass the same values (e.g. parameters initialised from
+    the same seed); each process then fills its own devices.
     """
     sharding = NamedSharding(mesh, P())
     _axis(mesh)
@@ -95,11 +96,13 @@ def global_batch_from_process_local(batch: PyTree, mesh: Mesh) -> PyTree:
     axis, the slices ordered by process. With one process this equals :func:`shard_batch`.
 
     Raises:
-      ValueError: naming the batch entry, if ``b`` is not divisible by this process's device count on
-        the mesh.
+      ValueError: naming the batch entry, if ``b`` is not divisible by this process's device count
+        on the mesh.
     """
     axis = _axis(mesh)
     local = len(mesh.local_devices)
     check_batch_divisible(batch, local, f"this process's {local} devices on mesh axis {axis!r}")
     sharding = NamedSharding(mesh, P(axis))
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
+    )

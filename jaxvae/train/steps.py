@@ -4,24 +4,26 @@ One step, for state ``s`` and batch ``x``::
 
     k_t              = fold_in(s.key, s.step)                      # per-step key
     (L, aux), g      = value_and_grad(loss_fn)(s.params, s.model_state, x, k_t)
-    ok               = isfinite(L) and isfinite(||g||_2)          # ||g||_2 is also logged: 'grad_norm'
+    ok               = isfinite(L) and isfinite(||g||_2)      # ||g||_2 is logged as 'grad_norm'
     if ok:  u, opt_state' = optimizer.update(g, s.opt_state, s.params);  params' = s.params + u
     s' = (step + 1, params' if ok else params, model_state' if ok else model_state,
           opt_state' if ok else opt_state, key, skipped + (0 if ok else 1))
 
-A non-finite step is never applied: parameters, optimizer state and model state keep their values bit for
-bit, and ``skipped`` counts it. The optimizers of ``make_optimizer`` (``eps > 0``) turn finite gradients
-into finite updates; ``check_updates=True`` also tests the updates (for custom optimizers). The state argument is donated (its buffers are reused for the output), so
-the state passed in must not be used again; the returned one replaces it.
+A non-finite step is never applied: parameters, optimizer state and model state keep their values
+bit for bit, and ``skipped`` counts it. The optimizers of ``make_optimizer`` (``eps > 0``) turn
+finite gradients into finite updates; ``check_updates=True`` also tests the updates (for custom
+optimizers). The state argument is donated (its buffers are reused for the output), so the state
+passed in must not be used again; the returned one replaces it.
 
 Data parallelism: with ``mesh`` the batch is split over the mesh's (first) axis and the state is
-replicated; XLA inserts the gradient all-reduce. The step key is the same as on one device and the random
-draws are laid out over the *global* batch, so a sharded run reproduces the one-device trajectory up to
-float32 reduction order. Under :func:`make_pmap_train_step` each device folds its index into the step key
-(independent noise per shard), gradients, loss and metrics are averaged with ``pmean``.
+replicated; XLA inserts the gradient all-reduce. The step key is the same as on one device and the
+random draws are laid out over the *global* batch, so a sharded run reproduces the one-device
+trajectory up to float32 reduction order. Under :func:`make_pmap_train_step` each device folds its
+index into the step key (independent noise per shard), gradients, loss and metrics are averaged with
+``pmean``.
 
-The returned step functions check every batch against the first one (pytree structure, shapes, dtypes)
-and raise ``ValueError`` on a mismatch instead of silently compiling a new program.
+The returned step functions check every batch against the first one (pytree structure, shapes,
+dtypes) and raise ``ValueError`` on a mismatch instead of silently compiling a new program.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # State
 
 
@@ -71,8 +73,8 @@ def create_train_state(
     the train step donates the state's buffers.
 
     Args:
-      key: the run's PRNG key (``jax.random.key(seed)`` or a legacy ``uint32[2]`` key); step ``t`` uses
-        ``fold_in(key, t)``.
+      key: the run's PRNG key (``jax.random.key(seed)`` or a legacy ``uint32[2]`` key); step ``t``
+        uses ``fold_in(key, t)``.
       params: model parameters (pytree of float arrays).
       model_state: non-parameter collections (``{}`` or ``None`` when the model has none).
       optimizer: an ``optax.GradientTransformation`` (e.g. from ``make_optimizer``).
@@ -81,7 +83,8 @@ def create_train_state(
       ``TrainState(step=0, params, model_state, opt_state=optimizer.init(params), key, skipped=0)``.
 
     Raises:
-      ValueError: if ``key`` is not a single PRNG key or ``optimizer`` is not a gradient transformation.
+      ValueError: if ``key`` is not a single PRNG key or ``optimizer`` is not a gradient
+        transformation.
     """
     if not _is_key(key) or (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ()):
         raise ValueError(
@@ -105,7 +108,7 @@ def create_train_state(
     )
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Batch checking wrapper
 
 
@@ -148,14 +151,15 @@ def check_batch_divisible(batch: Any, n: int, what: str, *, axis: int = 0) -> No
         shape = np.shape(x)
         if len(shape) <= axis:
             raise ValueError(
-                f"batch entry {name} has shape {shape}; every batch entry needs a batch axis {axis}."
+                f"batch entry {name} has shape {shape}; every batch entry needs a batch axis "
+                f"{axis}."
             )
         if shape[axis] % n:
             lo, hi = (shape[axis] // n) * n, (shape[axis] // n + 1) * n
             raise ValueError(
-                f"batch entry {name} has {shape[axis]} examples (shape {shape}), which does not split "
-                f"evenly over {what}. Use a batch size divisible by {n} (e.g. {lo or n} or {hi}), or "
-                "drop the remainder batch (drop_remainder=True)."
+                f"batch entry {name} has {shape[axis]} examples (shape {shape}), which does not "
+                f"split evenly over {what}. Use a batch size divisible by {n} (e.g. {lo or n} or "
+                f"{hi}), or drop the remainder batch (drop_remainder=True)."
             )
 
 
@@ -163,14 +167,15 @@ class StepFunction:
     """A (jitted) step that checks each batch against the first one it saw.
 
     Calling it runs the step. The first call fixes the expected batch structure, shapes and dtypes
-    (and, for sharded or pmapped steps, checks that the batch splits evenly over the devices); a later
-    batch that differs raises ``ValueError`` instead of silently compiling a second program.
+    (and, for sharded or pmapped steps, checks that the batch splits evenly over the devices); a
+    later batch that differs raises ``ValueError`` instead of silently compiling a second program.
 
     Attributes:
       fn: the underlying (jitted or pmapped) function.
       name: ``'train_step'``, ``'eval_step'`` or ``'pmap_train_step'`` (also the compiled name).
       trace_count: number of traces so far (see :meth:`compile_count`).
-      batch_spec: ``None`` before the first call, then the (treedef, ((name, shape, dtype), ...)) seen.
+      batch_spec: ``None`` before the first call, then the (treedef, ((shape, dtype), ...))
+        seen.
     """
 
     def __init__(
@@ -205,8 +210,9 @@ class StepFunction:
             raise ValueError(
                 f"{self.name}: batch does not match the batch this step was compiled for.\n"
                 f"  expected: {_describe(self.batch_spec)}\n  got:      {_describe(spec)}\n"
-                "Every call must get the same keys, shapes and dtypes (use drop_remainder=True for the "
-                "last partial batch, cast to the same dtype), or build a separate step for the new shape."
+                "Every call must get the same keys, shapes and dtypes (use drop_remainder=True for "
+                "the last partial batch, cast to the same dtype), or build a separate step for the "
+                "new shape."
             )
 
     def __call__(self, *args):
@@ -230,7 +236,7 @@ class StepFunction:
         return self.fn.lower(*args)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Step bodies
 
 
@@ -251,14 +257,16 @@ def _call_loss(loss_fn: LossFn, params, model_state, batch, key) -> tuple[jax.Ar
     out = LossOutput(*out)
     if jnp.shape(out.loss) != ():
         raise ValueError(
-            f"`loss_fn` must return a scalar loss (the batch mean); got shape {jnp.shape(out.loss)}."
+            "`loss_fn` must return a scalar loss (the batch mean); got shape "
+            f"{jnp.shape(out.loss)}."
         )
     if not isinstance(out.metrics, dict):
         raise ValueError(f"`loss_fn` metrics must be a dict; got {type(out.metrics).__name__}.")
     for name, v in out.metrics.items():
         if jnp.shape(v) != ():
             raise ValueError(
-                f"`loss_fn` metric {name!r} must be a scalar (batch mean); got shape {jnp.shape(v)}."
+                f"`loss_fn` metric {name!r} must be a scalar (batch mean); got shape "
+                f"{jnp.shape(v)}."
             )
     return out.loss, out
 
@@ -268,7 +276,12 @@ def _select(ok: jax.Array, new: PyTree, old: PyTree) -> PyTree:
 
 
 def _pmean_floats(tree: PyTree, axis_name: str) -> PyTree:
-    """``pmean`` of the floating leaves; other leaves (counters) are equal on every device already."""
+    """``pmean`` of the floating leaves; other leaves (counters) are already equal on every device.
+
+    Args:
+      tree: per-device values.
+      axis_name: the mapped axis.
+    """
     return jax.tree.map(
         lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree
     )
@@ -294,9 +307,9 @@ def _train_body(
             (grads, loss, metrics, new_model_state), axis_name
         )
     grad_norm = optax.tree.norm(grads)
-    # The gate is decided before the update, so the update runs (fused, in place) inside one branch of
-    # a conditional and a skipped step costs nothing; an element-wise select over params and optimizer
-    # state instead would add ~60% memory traffic to a small model's step.
+    # The gate is decided before the update, so the update runs (fused, in place) inside one branch
+    # of a conditional and a skipped step costs nothing; an element-wise select over params and
+    # optimizer state instead would add ~60% memory traffic to a small model's step.
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
     def apply(_):
@@ -340,7 +353,7 @@ def _mesh_check(mesh: Optional[Mesh]) -> Optional[Callable[[Any], None]]:
     return lambda batch: check_batch_divisible(batch, n, f"{n} devices on mesh axis {axis!r}")
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Public builders
 
 
@@ -356,25 +369,28 @@ def make_train_step(
     """Build ``step(state, batch) -> (state, metrics)``.
 
     Args:
-      loss_fn: ``loss_fn(params, model_state, batch, key) -> LossOutput`` (scalar loss, scalar metrics).
+      loss_fn: ``loss_fn(params, model_state, batch, key) -> LossOutput`` (scalar loss, scalar
+      metrics).
       optimizer: an ``optax.GradientTransformation``.
-      mesh: if given, the batch is split over the mesh's first axis (each leaf's leading axis) and the
-        state is replicated over the mesh; outputs are replicated.
-      donate: donate the state argument (its buffers are reused; do not touch the old state afterwards).
+      mesh: if given, the batch is split over the mesh's first axis (each leaf's leading axis) and
+        the state is replicated over the mesh; outputs are replicated.
+      donate: donate the state argument (its buffers are reused; do not touch the old state
+      afterwards).
       jit: compile with ``jax.jit`` (``False`` runs eagerly, for debugging).
-      check_updates: also test the optimizer's updates for NaN/inf (one more pass over the parameters
-        and optimizer state). Not needed with :func:`~jaxvae.train.optim.make_optimizer`, whose
-        optimizers (``eps > 0``) map finite gradients to finite updates; set it for custom
+      check_updates: also test the optimizer's updates for NaN/inf (one more pass over the
+        parameters and optimizer state). Not needed with :func:`~jaxvae.train.optim.make_optimizer`,
+        whose optimizers (``eps > 0``) map finite gradients to finite updates; set it for custom
         optimizers that can produce non-finite updates from finite gradients.
 
     Returns:
-      A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict of
-      scalars: the ``loss_fn`` metrics plus ``'loss'``, ``'grad_norm'`` (global L2 norm of the gradient
-      before clipping) and ``'skipped'`` (cumulative count of skipped non-finite steps).
+      A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict
+      of
+      scalars: the ``loss_fn`` metrics plus ``'loss'``, ``'grad_norm'`` (global L2 norm of the
+      gradient before clipping) and ``'skipped'`` (cumulative count of skipped non-finite steps).
 
     Raises:
-      ValueError: (at call time) if the batch's leading axis does not split evenly over the mesh, or a
-        batch differs in structure, shape or dtype from the first batch.
+      ValueError: (at call time) if the batch's leading axis does not split evenly over the mesh, or
+        a batch differs in structure, shape or dtype from the first batch.
     """
     if not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
@@ -395,7 +411,9 @@ def make_train_step(
     return StepFunction(step, transform, "train_step", 1, first_check)
 
 
-def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = True) -> StepFunction:
+def make_eval_step(
+    eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = True
+) -> StepFunction:
     """Build ``eval_step(state, batch, key) -> dict[str, Array[B]]`` (per-example values).
 
     Args:
@@ -407,8 +425,8 @@ def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = 
       A :class:`StepFunction`; the state is not donated.
 
     Raises:
-      ValueError: if an output is not a ``[B]`` array, or (at call time) the batch does not split over
-        the mesh or differs from the first batch.
+      ValueError: if an output is not a ``[B]`` array, or (at call time) the batch does not split
+        over the mesh or differs from the first batch.
     """
     if not callable(eval_fn):
         raise ValueError(f"`eval_fn` must be callable; got {type(eval_fn).__name__}.")
@@ -416,7 +434,9 @@ def make_eval_step(eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = 
     def step(state: TrainState, batch: Any, key: PRNGKey):
         out = eval_fn(state.params, state.model_state, batch, key)
         if not isinstance(out, dict):
-            raise ValueError(f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}.")
+            raise ValueError(
+                f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}."
+            )
         b = jax.tree.leaves(batch)[0].shape[0]
         for name, v in out.items():
             if jnp.shape(v) != (b,):
@@ -450,10 +470,11 @@ def make_pmap_train_step(
     """Build the ``jax.pmap`` form: ``step(replicated_state, batch[n_dev, b, ...])``.
 
     Each device computes the loss and gradient of its ``b`` examples with key
-    ``fold_in(fold_in(state.key, state.step), axis_index)``; gradients, loss, metrics and the updated
-    model state are averaged over ``axis_name`` (``pmean``) before the (identical) update, so every
-    replica stays equal. With a loss that does not use its key the trajectory equals the one-device
-    run on the concatenated batch of ``n_dev * b`` examples, up to float32 reduction order.
+    ``fold_in(fold_in(state.key, state.step), axis_index)``; gradients, loss, metrics and the
+    updated model state are averaged over ``axis_name`` (``pmean``) before the (identical) update,
+    so every replica stays equal. With a loss that does not use its key the trajectory equals the
+    one-device run on the concatenated batch of ``n_dev * b`` examples, up to float32 reduction
+    order.
 
     Args:
       loss_fn: as for :func:`make_train_step`.
@@ -468,8 +489,8 @@ def make_pmap_train_step(
       :func:`replicate_for_pmap` / :func:`unreplicate`).
 
     Raises:
-      ValueError: (at call time) if the batch's leading axis is not the local device count, or a batch
-        differs from the first batch.
+      ValueError: (at call time) if the batch's leading axis is not the local device count, or a
+        batch differs from the first batch.
     """
     if not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
@@ -506,7 +527,8 @@ def replicate_for_pmap(
     """Copy ``tree`` onto each local device, stacked on a new leading axis (the pmap layout).
 
     Pass the step's ``axis_name``: the result is laid out exactly like the step's outputs (a
-    ``NamedSharding`` over a mesh axis of that name), so the first and later calls share one program.
+    ``NamedSharding`` over a mesh axis of that name), so the first and later calls share one
+    program.
     """
     devices = list(devices) if devices is not None else jax.local_devices()
     n = len(devices)

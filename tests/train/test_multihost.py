@@ -1,8 +1,8 @@
-"""Multi-host data parallelism, for real: two processes on localhost, two CPU devices each, joined by
-``initialize_distributed`` (cross-process collectives over Gloo/TCP). Each process feeds only its own half
-of every batch (``global_batch_from_process_local``); after a few steps both must hold bitwise-identical
-parameters, and the trajectory must match a one-device run on the full batches (tolerance as in
-``test_sharding.py``: float32 reduction order, rtol 1e-4, atol 1e-6).
+"""Multi-host data parallelism, for real: two processes on localhost, two CPU devices each, joined
+by ``initialize_distributed`` (cross-process collectives over Gloo/TCP). Each process feeds only its
+own half of every batch (``global_batch_from_process_local``); after a few steps both must hold
+bitwise-identical parameters, and the trajectory must match a one-device run on the full batches
+(tolerance as in ``test_sharding.py``: float32 reduction order, rtol 1e-4, atol 1e-6).
 
 A hang (a process that never joins) fails the test through timeouts instead of blocking CI: the
 coordinator waits at most ``INIT_TIMEOUT`` s for the processes to connect and the test kills both
@@ -55,6 +55,7 @@ def _worker(port: int, pid: int, out: str) -> None:
     from jaxvae.train.distributed import initialize_distributed
 
     initialize_distributed(f"127.0.0.1:{port}", N_PROC, pid, initialization_timeout=INIT_TIMEOUT)
+    initialize_distributed(f"127.0.0.1:{port}", N_PROC, pid)  # a second call is a no-op
 
     import jax
 
@@ -81,6 +82,22 @@ def _worker(port: int, pid: int, out: str) -> None:
     jax.distributed.shutdown()
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(coordinator_address="localhost", num_processes=2, process_id=0), "host:port"),
+        (dict(coordinator_address="localhost:1", num_processes=0, process_id=0), "num_processes"),
+        (dict(coordinator_address="localhost:1", num_processes=2, process_id=2), "process_id"),
+        (dict(coordinator_address="localhost:1", num_processes=2, process_id=-1), "process_id"),
+    ],
+)
+def test_initialize_distributed_validates_arguments(kwargs, match):
+    from jaxvae.train.distributed import initialize_distributed
+
+    with pytest.raises(ValueError, match=match):
+        initialize_distributed(**kwargs)
+
+
 @pytest.mark.multidevice
 @pytest.mark.slow
 def test_two_processes_hold_identical_params(tmp_path):
@@ -92,8 +109,10 @@ def test_two_processes_hold_identical_params(tmp_path):
     outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
     logs = [open(tmp_path / f"proc{i}.log", "w+") for i in range(N_PROC)]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tests.train.test_multihost", str(port), str(i),
-                          str(outs[i])], cwd=REPO, env=env, stdout=logs[i], stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.train.test_multihost", str(port), str(i), str(outs[i])],
+            cwd=REPO, env=env, stdout=logs[i], stderr=subprocess.STDOUT,
+        )
         for i in range(N_PROC)
     ]
     deadline = time.monotonic() + WALL_TIMEOUT

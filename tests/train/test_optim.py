@@ -1,8 +1,9 @@
-"""Optimizer factory: validation, schedules against their closed forms, clipping, and the update rules.
+"""Optimizer factory: validation, schedules against their closed forms, clipping, and the update
+rules.
 
-References are written out here in NumPy from the formulas (Kingma & Ba 2015, Alg. 1 and 2; Loshchilov &
-Hutter 2019 for decoupled weight decay), not taken from optax. Tolerances: float32 arithmetic in the
-optimizer against float64 references, a few ulp per operation -> rtol 1e-5.
+References are written out here in NumPy from the formulas (Kingma & Ba 2015, Alg. 1 and 2;
+Loshchilov & Hutter 2019 for decoupled weight decay), not taken from optax. Tolerances: float32
+arithmetic in the optimizer against float64 references, a few ulp per operation -> rtol 1e-5.
 """
 
 import math
@@ -75,7 +76,8 @@ SCHEDULES = [
         learning_rate=0.3, schedule="exponential", decay_steps=5, decay_rate=0.5, end_lr_factor=0.2
     ),
     OptimizerConfig(
-        learning_rate=0.3, schedule="warmup_cosine", warmup_steps=4, decay_steps=20, end_lr_factor=0.05
+        learning_rate=0.3, schedule="warmup_cosine", warmup_steps=4, decay_steps=20,
+        end_lr_factor=0.05,
     ),
 ]
 

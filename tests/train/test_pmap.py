@@ -1,11 +1,11 @@
 """The same step under ``jax.pmap`` on 8 virtual CPU devices: pmean of gradients/metrics/model state
-reproduces the one-device trajectory, per-device keys are fold_in(fold_in(key, step), device), a NaN on
-one device skips the step on every replica.
+reproduces the one-device trajectory, per-device keys are fold_in(fold_in(key, step), device), a NaN
+on one device skips the step on every replica.
 
-Runs in a subprocess (see ``test_sharding.py``). The trajectory comparison uses a loss that ignores its
-key (``use_key=False``): under pmap each device draws its own noise, so stochastic losses agree only in
-distribution. Tolerance as in ``test_sharding.py`` (float32 reduction order: 8 per-device means averaged
-by pmean instead of one mean over 64 examples): rtol 1e-4, atol 1e-6.
+Runs in a subprocess (see ``test_sharding.py``). The trajectory comparison uses a loss that ignores
+its key (``use_key=False``): under pmap each device draws its own noise, so stochastic losses agree
+only in distribution. Tolerance as in ``test_sharding.py`` (float32 reduction order: 8 per-device
+means averaged by pmean instead of one mean over 64 examples): rtol 1e-4, atol 1e-6.
 """
 
 from __future__ import annotations

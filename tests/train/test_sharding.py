@@ -2,17 +2,18 @@
 trajectory, outputs stay replicated, bad batches get clear errors.
 
 The 8-device scenarios run in a subprocess (``python -m tests.train.test_sharding OUT``) because
-``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is imported; the pytest
-process keeps one device. The worker fetches the loss every step (environment.md §1.6: queued collective
-steps on virtual devices abort the process).
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax is imported; the
+pytest process keeps one device. The worker fetches the loss every step (environment.md §1.6: queued
+collective steps on virtual devices abort the process).
 
-Tolerance for sharded vs one device: the sharded program computes the same float32 maths, but the batch
-means and the gradient all-reduce sum per-shard partial sums, in a different order than one device. Each
-reordered reduction of n terms changes the result by at most ~n·eps relative (eps = 2^-23 = 1.2e-7, here
-n = 64 examples); Adam's update is smooth in the gradient away from g = 0, and 8 steps do not amplify
-this by more than an order of magnitude, so we allow rtol = 64·eps·10 ≈ 1e-4 and atol 1e-6 for the
-parameters (whose scale is ~0.1-1). A real sharding bug (a shard dropped, the mean over one shard, the
-noise reused across shards) changes the loss at the 1e-2 level and fails these bounds.
+Tolerance for sharded vs one device: the sharded program computes the same float32 maths, but the
+batch means and the gradient all-reduce sum per-shard partial sums, in a different order than one
+device. Each reordered reduction of n terms changes the result by at most ~n·eps relative (eps =
+2^-23 = 1.2e-7, here n = 64 examples); Adam's update is smooth in the gradient away from g = 0, and
+8 steps do not amplify this by more than an order of magnitude, so we allow rtol = 64·eps·10 ≈ 1e-4
+and atol 1e-6 for the parameters (whose scale is ~0.1-1). A real sharding bug (a shard dropped, the
+mean over one shard, the noise reused across shards) changes the loss at the 1e-2 level and fails
+these bounds.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def run_worker(module: str, out: Path, *, n_devices: int = N_DEV, timeout: float
         return pickle.load(f)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Shared toy model (also used by test_pmap): a tiny Gaussian-latent autoencoder whose loss draws
-# reparameterisation noise from the step key over the whole batch, plus a batch-statistics collection.
+# ------------------------------------------------------------------------------------------------
+# Shared toy model (also used by test_pmap, test_multihost): a tiny Gaussian-latent autoencoder
+# whose loss draws reparameterisation noise from the step key over the whole batch, plus a
+# batch-statistics collection.
 
 
 def init_params(seed: int = 0):
@@ -111,7 +113,7 @@ def to_host(tree):
     return jax.tree.map(np.asarray, tree)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Worker (8 devices)
 
 
@@ -170,7 +172,8 @@ def _worker(out: str) -> None:
     res["warnings"] = [str(w.message) for w in caught]
     res["params_sharded"] = to_host(st8.params)
     res["model_state_sharded"] = to_host(st8.model_state)
-    res["params_replicated"] = all(x.sharding.is_fully_replicated for x in jax.tree.leaves(st8.params))
+    leaves = jax.tree.leaves(st8.params)
+    res["params_replicated"] = all(x.sharding.is_fully_replicated for x in leaves)
     res["params_n_devices"] = [len(x.sharding.device_set) for x in jax.tree.leaves(st8.params)]
     res["compile_count"] = sharded_step.compile_count()
     res["step"] = int(st8.step)
@@ -214,7 +217,7 @@ def _worker(out: str) -> None:
         pickle.dump(res, f)
 
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Tests (1-device pytest process)
 
 
@@ -259,7 +262,8 @@ def test_sharded_state_replicated_and_compiled_once(results):
 @pytest.mark.multidevice
 def test_sharded_eval(results):
     assert results["eval_sharded_spec"] == ("data",)
-    # Same state, same key: per-example values (no cross-example reduction) agree to float32 rounding.
+    # Same state, same key: per-example values (no cross-example reduction) agree to float32
+    # rounding.
     np.testing.assert_allclose(results["eval_sharded_same_state"], results["eval_single"],
                                rtol=1e-5, atol=1e-6)
     assert results["global_equals_shard"] and results["global_sharding_equal"]
@@ -271,7 +275,8 @@ def test_indivisible_batch_errors(results):
     for name in ("shard_batch", "train_step", "eval_step"):
         msg = err[name]
         assert msg is not None, f"{name} accepted a batch of 60 on 8 devices"
-        assert "['x']" in msg and "60" in msg and "8 devices" in msg and "divisible by 8" in msg, msg
+        for part in ("['x']", "60", "8 devices", "divisible by 8"):
+            assert part in msg, msg
     assert "['img']" in err["global_local"] and "7" in err["global_local"]
     assert "does not match" in err["mismatch"] and "[32, 8]" in err["mismatch"]
 

@@ -1,4 +1,5 @@
-"""The single-device train and eval steps: compilation count, donation, per-step keys, skip-on-non-finite,
+"""The single-device train and eval steps: compilation count, donation, per-step keys,
+skip-on-non-finite,
 batch checking, and agreement with a hand-written step."""
 
 import functools
@@ -38,7 +39,8 @@ def noisy_regression_loss(params, model_state, batch, key):
 
 
 def _state(opt, seed=0):
-    return create_train_state(jax.random.key(seed), _params(), {"count": jnp.zeros((), jnp.int32)}, opt)
+    ms = {"count": jnp.zeros((), jnp.int32)}
+    return create_train_state(jax.random.key(seed), _params(), ms, opt)
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,7 +183,7 @@ def test_no_donation_keeps_old_state():
 
 
 def _poison_loss(params, model_state, batch, key):
-    """Finite unless ``batch['flag'] == 1`` (NaN loss) or ``== 2`` (finite loss, infinite gradient)."""
+    """Finite unless ``batch['flag'] == 1`` (NaN loss) or ``== 2`` (finite loss, inf gradient)."""
     loss, metrics, ms = noisy_regression_loss(params, model_state, batch, key)
     flag = batch["flag"][0]
     loss = jnp.where(flag == 1, jnp.nan, loss)
