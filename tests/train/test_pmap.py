@@ -132,13 +132,7 @@ def _worker(out: str) -> None:
         pickle.dump(res, f)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return run_worker("tests.train.test_pmap", tmp_path_factory.mktemp("pmap") / "res.pkl")
-
-
-@pytest.mark.multidevice
-def test_pmap_matches_single_device(results):
+def _check_pmap_matches_single_device(results):
     l1, lp = results["loss_single"], results["loss_pmap"]
     assert l1[-1] < l1[0]
     np.testing.assert_allclose(lp, l1, rtol=RTOL)
@@ -151,24 +145,31 @@ def test_pmap_matches_single_device(results):
     assert results["compile_count"] == 1
 
 
-@pytest.mark.multidevice
-def test_pmap_keys_fold_in_device_index(results):
+def _check_pmap_keys_fold_in_device_index(results):
     assert all(results["u_per_device_distinct"])
     np.testing.assert_allclose(results["u_got"], results["u_expect"], rtol=1e-6)
     assert len(set(results["u_got"].tolist())) == 3  # and differ per step
 
 
-@pytest.mark.multidevice
-def test_pmap_nan_on_one_device_skips_everywhere(results):
+def _check_pmap_nan_on_one_device_skips_everywhere(results):
     assert results["nan_params_unchanged"]
     assert results["nan_skipped"] == [1] * N_DEV
     assert results["nan_step"] == [2] * N_DEV
 
 
-@pytest.mark.multidevice
-def test_pmap_leading_axis_error(results):
+def _check_pmap_leading_axis_error(results):
     msg = results["leading_error"]
     assert msg is not None and "['x']" in msg and f"{N_DEV} devices" in msg and "reshape" in msg
+
+
+@pytest.mark.multidevice
+def test_pmap_on_8_devices(tmp_path):
+    """One worker run, then every check (one test, so pytest-xdist never starts the worker twice)."""
+    results = run_worker("tests.train.test_pmap", tmp_path / "res.pkl")
+    _check_pmap_matches_single_device(results)
+    _check_pmap_keys_fold_in_device_index(results)
+    _check_pmap_nan_on_one_device_skips_everywhere(results)
+    _check_pmap_leading_axis_error(results)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,10 @@ def _worker(out: str) -> None:
     res["params_replicated"] = all(x.sharding.is_fully_replicated for x in leaves)
     res["params_n_devices"] = [len(x.sharding.device_set) for x in jax.tree.leaves(st8.params)]
     res["compile_count"] = sharded_step.compile_count()
+    compiled = sharded_step.lower(st8, shard_batch(make_data(0), mesh)).compile()
+    in_sh = compiled.input_shardings[0]
+    res["compiled_batch_spec"] = tuple(in_sh[1]["x"].spec)
+    res["compiled_state_specs"] = {tuple(x.spec) for x in jax.tree.leaves(in_sh[0])}
     res["step"] = int(st8.step)
 
     # Host numpy batches go straight into the sharded step (jit splits them).
@@ -221,19 +225,12 @@ def _worker(out: str) -> None:
 # Tests (1-device pytest process)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    return run_worker("tests.train.test_sharding", tmp_path_factory.mktemp("sharding") / "res.pkl")
-
-
-@pytest.mark.multidevice
-def test_mesh_is_1d_auto(results):
+def _check_mesh_is_1d_auto(results):
     assert results["axis_names"] == ("data",)
     assert "Auto" in results["axis_types"]
 
 
-@pytest.mark.multidevice
-def test_sharded_trajectory_matches_single_device(results):
+def _check_sharded_trajectory_matches_single_device(results):
     l1, l8 = results["loss_single"], results["loss_sharded"]
     assert np.all(np.isfinite(l1)) and l1[-1] < l1[0]  # it trains
     np.testing.assert_allclose(l8, l1, rtol=RTOL)
@@ -248,9 +245,10 @@ def test_sharded_trajectory_matches_single_device(results):
                                results["model_state_single"]["mean_x"], rtol=RTOL, atol=ATOL)
 
 
-@pytest.mark.multidevice
-def test_sharded_state_replicated_and_compiled_once(results):
+def _check_sharded_state_replicated_and_compiled_once(results):
     assert results["params_replicated"]
+    assert results["compiled_batch_spec"] == ("data",)  # the program really splits the batch
+    assert results["compiled_state_specs"] == {()}  # and replicates the state
     assert results["params_n_devices"] == [N_DEV] * len(results["params_n_devices"])
     assert results["compile_count"] == 1
     assert len(results["compile_logs"]) == 1, results["compile_logs"]
@@ -259,8 +257,7 @@ def test_sharded_state_replicated_and_compiled_once(results):
     assert donation == [], donation  # the replicated state's buffers were reused
 
 
-@pytest.mark.multidevice
-def test_sharded_eval(results):
+def _check_sharded_eval(results):
     assert results["eval_sharded_spec"] == ("data",)
     # Same state, same key: per-example values (no cross-example reduction) agree to float32
     # rounding.
@@ -269,8 +266,7 @@ def test_sharded_eval(results):
     assert results["global_equals_shard"] and results["global_sharding_equal"]
 
 
-@pytest.mark.multidevice
-def test_indivisible_batch_errors(results):
+def _check_indivisible_batch_errors(results):
     err = results["errors"]
     for name in ("shard_batch", "train_step", "eval_step"):
         msg = err[name]
@@ -279,6 +275,17 @@ def test_indivisible_batch_errors(results):
             assert part in msg, msg
     assert "['img']" in err["global_local"] and "7" in err["global_local"]
     assert "does not match" in err["mismatch"] and "[32, 8]" in err["mismatch"]
+
+
+@pytest.mark.multidevice
+def test_data_parallel_on_8_devices(tmp_path):
+    """One worker run, then every check (one test, so pytest-xdist never starts the worker twice)."""
+    results = run_worker("tests.train.test_sharding", tmp_path / "res.pkl")
+    _check_mesh_is_1d_auto(results)
+    _check_sharded_trajectory_matches_single_device(results)
+    _check_sharded_state_replicated_and_compiled_once(results)
+    _check_sharded_eval(results)
+    _check_indivisible_batch_errors(results)
 
 
 if __name__ == "__main__":
