@@ -260,8 +260,8 @@ def test_population_kl_errors():
 @pytest.mark.parametrize("name", list(CLOSED) + ["population"])
 def test_check_grads_x64(name):
     with jax.enable_x64():
-        q = _mix(jax.random.key(31), dtype=jnp.float64)
-        p = _mix(jax.random.key(32), dtype=jnp.float64)
+        q = _mix(jax.random.key(31), c=2, d=2, dtype=jnp.float64)
+        p = _mix(jax.random.key(32), c=2, d=2, dtype=jnp.float64)
 
         if name == "population":
             def f(loc, log_var):
@@ -273,20 +273,32 @@ def test_check_grads_x64(name):
                 return CLOSED[name](MixtureNormal(lg, mu, jnp.exp(log_s)), p)
 
             args = (q.logits, q.loc, jnp.log(q.scale))
-        check_grads(jax.jit(f), args, order=2, modes=("fwd", "rev"))
+        # order 1 in both modes; order 2 in reverse mode except for the logsumexp-heavy forms, where
+        # it costs ~15 s CPU each on the shared machine
+        check_grads(jax.jit(f), args, order=1, modes=("fwd", "rev"))
+        if name not in ("variational", "lower"):
+            check_grads(jax.jit(f), args, order=2, modes=("rev",))
 
 
-def test_jit_equals_nojit_and_batching(key, variant):
+def test_jit_equals_nojit(key, variant):
     q = _mix(key, batch=(4,))
     p = _normal(jax.random.key(1))
     for fn in CLOSED.values():
         out = variant(fn)(q, p)
         assert out.shape == (4,)
         np.testing.assert_allclose(out, fn(q, p), rtol=1e-5, atol=1e-6)
-        loop = [fn(MixtureNormal(q.logits[i], q.loc[i], q.scale[i]), p) for i in range(4)]
-        np.testing.assert_allclose(out, np.stack(loop), rtol=1e-5, atol=1e-6)
     mc = variant(lambda k, q, p: mk.kl_mc_stratified(k, q, p, 3))(key, q, p)
     assert mc.estimate.shape == (4,) and mc.values.shape == (3, 3, 4)
+
+
+def test_batch_equals_loop(key):
+    q = _mix(key, batch=(3,))
+    p = _normal(jax.random.key(1))
+    fns = jax.jit(lambda q, p: [fn(q, p) for fn in CLOSED.values()])
+    out = fns(q, p)
+    loop = [fns(MixtureNormal(q.logits[i], q.loc[i], q.scale[i]), p) for i in range(3)]
+    for j in range(len(CLOSED)):
+        np.testing.assert_allclose(out[j], np.stack([r[j] for r in loop]), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments(key):
