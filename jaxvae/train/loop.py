@@ -113,6 +113,15 @@ def _leading_dim(batch: Mapping[str, Any]) -> int:
     return next(iter(sizes.values()))
 
 
+def _to_host(tree: PyTree) -> PyTree:
+    """Fetch per-example outputs; on several hosts, gather the shards other processes hold first."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
+
+
 def evaluate(
     eval_step: Callable,
     state: PyTree,
@@ -154,7 +163,7 @@ def evaluate(
         idx = np.arange(lo, lo + bs)
         idx = np.where(idx < lo + m, idx, lo + (idx - lo) % m)  # pad by repeating real rows
         chunk = {k: np.asarray(v)[idx] for k, v in eval_data.items()}
-        out = jax.device_get(eval_step(state, _put(chunk, mesh), jax.random.fold_in(key, i)))
+        out = _to_host(eval_step(state, _put(chunk, mesh), jax.random.fold_in(key, i)))
         for name, val in out.items():
             val = np.asarray(val)
             if val.shape != (bs,):
