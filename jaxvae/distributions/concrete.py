@@ -97,7 +97,9 @@ class Concrete:
             return
         _checks.check_rank_at_least("logits", self.logits, 1, "the last axis holds the C classes")
         if np.shape(self.logits)[-1] < 2:
-            raise ValueError(f"`logits` must have at least 2 classes on its last axis; got shape {np.shape(self.logits)}.")
+            raise ValueError(
+                f"`logits` must have at least 2 classes on its last axis; got shape {np.shape(self.logits)}."
+            )
         _checks.check_finite("logits", self.logits)
         _checks.check_positive("temperature", self.temperature)
         try:
@@ -146,7 +148,7 @@ class Concrete:
         return jax.nn.log_softmax((logits + gumbel) / tau, axis=-1)
 
     def sample(self, key: PRNGKey, sample_shape: Shape = ()) -> jax.Array:
-        """Reparameterised relaxed one-hot sample ``y = exp(sample_log(key))``, ``sample_shape + batch_shape + (C,)``."""
+        """Reparameterised relaxed one-hot ``y = exp(sample_log(key))``, shape ``sample_shape + batch_shape + (C,)``."""
         return jnp.exp(self.sample_log(key, sample_shape))
 
     def sample_hard(self, key: PRNGKey, sample_shape: Shape = ()) -> jax.Array:

@@ -79,7 +79,7 @@ class RectifiedNormal:
         return jax.nn.relu(loc + scale * eps)
 
     def log_prob(self, z: ArrayLike) -> jax.Array:
-        """Log-density on the mixed measure: ``log Phi(-a)`` at ``z == 0``, ``log N(z)`` for ``z > 0``, ``-inf`` below.
+        """Log-density on the mixed measure: ``log Phi(-a)`` at 0, ``log N(z)`` above, ``-inf`` below.
 
         Returns:
           Array of shape ``broadcast(z.shape, batch_shape)``.
@@ -111,7 +111,7 @@ class RectifiedNormal:
         return scale * (a * _math.ndtr(a) + _math.normal_pdf(a))
 
     def variance(self) -> jax.Array:
-        r""":math:`Var[z] = \sigma^2\{\Phi(a)[1 - m(a+m)] + \Phi(a)\Phi(-a)(a+m)^2\}`, :math:`m = \varphi(a)/\Phi(a)`.
+        r"""Variance, :math:`\sigma^2\{\Phi(a)[1 - m(a+m)] + \Phi(a)\Phi(-a)(a+m)^2\}` with :math:`m = \varphi(a)/\Phi(a)`.
 
         The law of total variance over spike/slab (the slab is a truncated Normal with mean
         ``sigma (a + m)`` and variance ``sigma^2 (1 - m (a + m))``); equal to
@@ -126,7 +126,10 @@ class RectifiedNormal:
         return jnp.square(scale) * p_slab * (slab_var + _math.ndtr(-a) * jnp.square(slab_mean))
 
     def entropy(self) -> jax.Array:
-        r"""Entropy on the mixed measure: :math:`-\Phi(-a)\log\Phi(-a) + \tfrac12\Phi(a)\log(2\pi e\sigma^2) - \tfrac12 a\varphi(a)`."""
+        r"""Entropy on the mixed measure (nats).
+
+        .. math:: H = -\Phi(-a)\log\Phi(-a) + \tfrac12\Phi(a)\log(2\pi e\sigma^2) - \tfrac12 a\varphi(a)
+        """
         _, scale, a = self._params()
         spike = -_math.xexpx(_math.log_ndtr(-a))
         slab = _math.ndtr(a) * (jnp.log(scale) + _math.HALF_LOG_2PI + 0.5) - 0.5 * a * _math.normal_pdf(a)
