@@ -255,6 +255,10 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         progress=cfg.train.progress,
     )
     train_s = time.time() - t0
+    if history.get("preempted"):
+        # SIGTERM: fit saved a checkpoint; exit like the other experiments (143), resumable.
+        print("preempted: checkpoint saved; re-run the same command to resume.", flush=True)
+        raise SystemExit(143)
     results: dict[str, Any] = {
         "model_kind": cfg.model_kind, "epochs": cfg.epochs, "num_steps": cfg.train.num_steps,
         "skipped_steps": int(jax.device_get(state.skipped)), "seed": cfg.train.seed,

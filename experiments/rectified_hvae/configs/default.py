@@ -14,7 +14,7 @@ from jaxvae.models.rectified_hvae import Config
 from jaxvae.train.loop import TrainConfig
 from jaxvae.train.optim import OptimizerConfig
 
-EPOCHS = 10
+EPOCHS = 3
 
 
 def get_config() -> ExperimentConfig:
@@ -26,6 +26,6 @@ def get_config() -> ExperimentConfig:
                                   end_lr_factor=0.1),
         train=TrainConfig(batch_size=100, eval_every=0, log_every=300, checkpoint_every=3000, seed=0,
                           eval_batch_size=1000, progress=False),
-        eval=EvalConfig(iw_samples=5000, iw_examples=250),
+        eval=EvalConfig(iw_samples=5000, iw_examples=100, au_examples=1000, au_samples=10),
         epochs=EPOCHS,
     )
