@@ -19,14 +19,22 @@ from jaxvae.typing import PRNGKey, Shape
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _broadcast(*arrays: ArrayLike) -> list[jax.Array]:
+    """Broadcast to a common shape explicitly (sample axes lead; rank promotion may be "raise")."""
+    shape = jnp.broadcast_shapes(*(jnp.shape(a) for a in arrays))
+    return [jnp.broadcast_to(a, shape) for a in arrays]
+
+
 def normal_log_prob(x: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> jax.Array:
     r"""Elementwise :math:`\log N(x; \mu, \sigma^2) = -\tfrac12 ((x-\mu)/\sigma)^2 - \log\sigma - \tfrac12\log 2\pi`."""
+    x, loc, scale = _broadcast(x, loc, scale)
     z = (x - loc) / scale
     return -0.5 * jnp.square(z) - jnp.log(scale) - _HALF_LOG_2PI
 
 
 def normal_log_prob_logvar(x: ArrayLike, loc: ArrayLike, log_var: ArrayLike) -> jax.Array:
     """Elementwise Normal log-density parameterised by ``log_var = log sigma^2`` (no exp/log round trip)."""
+    x, loc, log_var = _broadcast(x, loc, log_var)
     return -0.5 * (jnp.square(x - loc) * jnp.exp(-log_var) + log_var) - _HALF_LOG_2PI
 
 

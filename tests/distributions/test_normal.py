@@ -143,12 +143,6 @@ def test_small_scale_finite_values_and_grads(key):
     chex.assert_tree_all_finite((total(loc, scale), jax.grad(total, argnums=(0, 1))(loc, scale)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="Normal.log_prob relies on implicit rank promotion ([N, B] - [B]), which the suite forbids; "
-    "needs the explicit broadcast Normal.sample got in d363874 (lead's file). Remove this marker then.",
-)
 def test_log_prob_of_sample_batch_broadcasts(key):
     """log_prob of [N, B] samples against [B] parameters (the usual Monte Carlo call)."""
     d = _normal()
