@@ -20,6 +20,7 @@ Test data: a fixed stochastic binarization of the 10k MNIST test images
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -184,29 +185,40 @@ class _Model:
 
 def layer_statistics(mcfg: rh.Config, params, model_state, x, key, *, num_samples: int,
                      threshold: float, batch_size: int = 250) -> list[dict]:
-    """Per layer: active units (Burda et al. criterion on MC posterior means) and sparsity.
+    """Per layer: active units (Burda et al. criterion) and sparsity.
 
-    ``E_q[z_l | x]`` is the mean of ``num_samples`` draws of the structured q (the layers above are
-    integrated out by sampling); sparsity is the fraction of exact zeros among all the draws.
+    ``E_q[z_l | x]`` is estimated by averaging the conditional means ``E_q[z_l | z_{l+1}^(s), x]``
+    over ``num_samples`` parent draws (Rao-Blackwellised; exact for the top layer). The variance over
+    ``x`` of that estimate exceeds ``Cov_x(E_q[z_l | x])`` by its Monte-Carlo noise, the mean over
+    ``x`` of ``var_s / S``; ``active_units`` counts units whose noise-corrected variance exceeds
+    ``threshold`` (``active_units_uncorrected`` without the correction). Sparsity is the fraction of
+    exact zeros among ``num_samples`` draws of ``z_l ~ q``.
     """
-    fn = jax.jit(lambda k, xb: rh.posterior_samples(mcfg, params, model_state, k, xb, num_samples))
-    means = [[] for _ in mcfg.latent_sizes]
-    zeros = np.zeros(len(mcfg.latent_sizes))
-    total = np.zeros(len(mcfg.latent_sizes))
+    means_fn = functools.partial(rh.posterior_conditional_means, mcfg, params, model_state,
+                                 num_samples=num_samples)
+    samples_fn = functools.partial(rh.posterior_samples, mcfg, params, model_state, num_samples=num_samples)
+    L = len(mcfg.latent_sizes)
+    means, noise = [[] for _ in range(L)], [[] for _ in range(L)]
+    zeros, total = np.zeros(L), np.zeros(L)
     for i, start in enumerate(range(0, x.shape[0], batch_size)):
-        zs = fn(jax.random.fold_in(key, i), jnp.asarray(x[start:start + batch_size]))
-        for l, z in enumerate(zs):
+        xb = jnp.asarray(x[start:start + batch_size])
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        for l, c in enumerate(means_fn(k1, xb)):
+            c = np.asarray(c, np.float64)  # [S, b, d]
+            means[l].append(c.mean(axis=0))
+            noise[l].append(c.var(axis=0, ddof=1) / num_samples if num_samples > 1 else np.zeros(c.shape[1:]))
+        for l, z in enumerate(samples_fn(k2, xb)):
             z = np.asarray(z)
-            means[l].append(z.mean(axis=0))
             zeros[l] += np.count_nonzero(z == 0.0)
             total[l] += z.size
     out = []
     for l, d in enumerate(mcfg.latent_sizes):
-        m = np.concatenate(means[l])
-        count, variances = active_units(m, threshold=threshold)
-        out.append({"layer": l + 1, "units": d, "active_units": count,
-                    "sparsity": float(zeros[l] / total[l]),
-                    "mean_activity_variance": float(np.mean(np.asarray(variances)))})
+        m = np.concatenate(means[l]).astype(np.float32)
+        raw_count, variances = active_units(m, threshold=threshold)
+        corrected = np.asarray(variances, np.float64) - np.concatenate(noise[l]).mean(axis=0)
+        out.append({"layer": l + 1, "units": d, "active_units": int(np.sum(corrected > threshold)),
+                    "active_units_uncorrected": raw_count, "sparsity": float(zeros[l] / total[l]),
+                    "mean_activity_variance": float(np.mean(corrected))})
     return out
 
 
@@ -262,13 +274,16 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     results: dict[str, Any] = {
         "model_kind": cfg.model_kind, "epochs": cfg.epochs, "num_steps": cfg.train.num_steps,
         "skipped_steps": int(jax.device_get(state.skipped)), "seed": cfg.train.seed,
-        "binarization": cfg.data.binarization, "train_wall_s_this_invocation": train_s,
-        "steps_this_invocation": history["end_step"] - history["start_step"],
+        "binarization": cfg.data.binarization,
+        "last_invocation_steps": history["end_step"] - history["start_step"],
         "test_elbo_examples": int(x_test.shape[0]),
         "test": history["eval"][-1] if history["eval"] else None,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "jax_version": jax.__version__, "device": str(jax.devices()[0].device_kind),
     }
+    if results["last_invocation_steps"] > 0:  # kept as they are by a later re-evaluation
+        results["train_wall_s_this_invocation"] = train_s
+        results["steps_this_invocation"] = results["last_invocation_steps"]
     if results["test"] is not None:
         print(f"test ELBO ({x_test.shape[0]} examples): {results['test'].get('elbo'):.3f}", flush=True)
 
@@ -298,7 +313,14 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         ev = make_eval_fn_on_subset(model, params, model_state, x_test[:n], jax.random.fold_in(k_eval, 4))
         results["iw_nll"]["elbo_same_examples"] = ev
         print(f"IW-NLL (k={cfg.eval.iw_samples}, first {n} test examples): {-mean:.3f} +- {se:.3f}", flush=True)
-    with open(os.path.join(workdir, "results.json"), "w", encoding="utf-8") as f:
+    path = os.path.join(workdir, "results.json")
+    if os.path.exists(path):
+        # A re-evaluation (e.g. with eval.iw_samples=0) keeps the entries it does not recompute.
+        with open(path, encoding="utf-8") as f:
+            merged = json.load(f)
+        merged.update(results)
+        results = merged
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2, default=float)
     return results
 

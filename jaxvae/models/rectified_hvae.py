@@ -49,6 +49,7 @@ the figures hold the noise of all layers but one fixed.
 
 Public API: :class:`Config`, :class:`RectifiedHVAE`, :func:`init`, :func:`make_loss_fn`,
 :func:`make_eval_fn`, :func:`make_log_weight_fn`, :func:`posterior_samples`,
+:func:`posterior_conditional_means`,
 :func:`sample_images`, :func:`layer_variation_images`.
 """
 
@@ -521,6 +522,34 @@ def posterior_samples(config: Config, params: PyTree, model_state: PyTree, key: 
         raise ValueError(f"`num_samples` must be a positive int; got {num_samples!r}.")
     x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
     return _posterior_samples(config, params, model_state, key, x, num_samples)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _posterior_means(config, params, model_state, key, x, num_samples):
+    b = x.shape[0]
+    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False,
+                                      num_samples=num_samples)
+    means = []
+    for q_loc, q_scale in fwd.q_params:
+        m = _unit_dist(config, q_loc, q_scale).mean()
+        means.append(jnp.reshape(m, (num_samples, b, -1)))
+    return tuple(means)
+
+
+def posterior_conditional_means(config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x,
+                                num_samples: int = 1) -> tuple[jax.Array, ...]:
+    r"""Per layer, :math:`E_q[z_l \mid z_{l+1}^{(s)}, x]` at ``num_samples`` parent draws (jitted).
+
+    Returns a tuple, bottom to top, of [num_samples, B, d_l]. Their mean over samples is a
+    Rao-Blackwellised estimate of :math:`E_q[z_l \mid x]` (the top layer's is exact: every sample
+    gives the same value); their spread over samples measures the estimate's Monte-Carlo noise.
+    """
+    _check_config(config)
+    x = _check_x(x, config.x_dim)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive int; got {num_samples!r}.")
+    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
+    return _posterior_means(config, params, model_state, key, x, num_samples)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))

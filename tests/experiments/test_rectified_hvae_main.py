@@ -80,4 +80,5 @@ def test_smoke_run_trains_without_skipped_updates_and_writes_results(tmp_path):
         assert os.path.getsize(path) > 0 and path.endswith(".png")
     # Running the same command again resumes at the last checkpoint: no step is taken.
     again = rmain.run(cfg, str(tmp_path))
-    assert again["steps_this_invocation"] == 0
+    assert again["last_invocation_steps"] == 0
+    assert again["steps_this_invocation"] == res["steps_this_invocation"]  # the training record is kept

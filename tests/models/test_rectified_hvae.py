@@ -251,7 +251,7 @@ def test_gaussian_unit_ablation_uses_normal_units(small_init, x):
                                    atol=1e-5)
 
 
-@pytest.mark.parametrize("units", ["rectified", "gaussian"])
+@pytest.mark.parametrize("units", ["rectified", pytest.param("gaussian", marks=pytest.mark.slow)])
 def test_log_weight_at_k1_equals_single_sample_elbo(units, trained_init, x):
     """With kl='sample' the ELBO's KL is log q - log p at the propagated sample: log_w(K=1) is exact."""
     params, state = trained_init
@@ -293,6 +293,22 @@ def test_log_weights_score_exact_zeros_on_the_mixed_measure(small_init, x):
         zero = np.asarray(z == 0.0)
         a_q = np.asarray(ql, np.float64) / np.asarray(qs, np.float64)
         np.testing.assert_allclose(per_unit_q[zero], log_ndtr(-a_q[zero]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.statistical
+def test_posterior_conditional_means_rao_blackwellise_the_samples(trained_init, x):
+    """mean_s E[z_l | z_{l+1}^(s), x] and mean_s z_l^(s) estimate the same E_q[z_l | x] (z = 5 CLT band)."""
+    params, state = trained_init
+    n = 1000
+    cm = rh.posterior_conditional_means(SMALL, params, state, jax.random.key(1), x[:2], num_samples=n)
+    zs = rh.posterior_samples(SMALL, params, state, jax.random.key(2), x[:2], num_samples=n)
+    assert [c.shape for c in cm] == [(n, 2, d) for d in SMALL.latent_sizes]
+    np.testing.assert_allclose(cm[-1], jnp.broadcast_to(cm[-1][:1], cm[-1].shape), rtol=1e-6)  # top: exact
+    for c, z in zip(cm, zs):
+        c, z = np.asarray(c, np.float64), np.asarray(z, np.float64)
+        se = np.sqrt(c.var(0, ddof=1) / n + z.var(0, ddof=1) / n)
+        stats.assert_close_clt(c.mean(0), z.mean(0), se + 1e-7, what="conditional-mean vs sample mean")
+        assert np.all(c.var(0) <= z.var(0) + 1e-6)  # Rao-Blackwellisation never adds variance (per unit)
 
 
 # ----------------------------------------------------------------------------- batch norm
