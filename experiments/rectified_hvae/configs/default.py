@@ -3,10 +3,12 @@
 Command::
 
     nice -n 10 .venv/bin/python -m experiments.rectified_hvae.main \\
-        --config experiments/rectified_hvae/configs/default.py --workdir runs/rectified_hvae/structured
+        --config experiments/rectified_hvae/configs/default.py --workdir runs/rectified_hvae/default
 
-Run time and numbers on the 2-core shared CPU: see ``experiments/rectified_hvae/README.md``
-(EPOCHS epochs there; the paper-scale run is hundreds of epochs, ``--set epochs=...``).
+Expected (2-core shared CPU, seed 0, measured 2026-11-26; README.md has the full tables):
+3 epochs (this config): test ELBO -110.1, IW-NLL (k=5000, first 100 test images) 102.8 +- 3.2,
+15-25 min under heavy load. ``--set epochs=10 --set eval.iw_examples=200``: test ELBO -99.3,
+IW-NLL 91.8 +- 1.9, about 19 min. Paper-scale training is hundreds of epochs (``--set epochs=...``).
 """
 
 from experiments.rectified_hvae.main import EvalConfig, ExperimentConfig
