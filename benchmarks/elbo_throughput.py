@@ -11,7 +11,8 @@ float32 matmul rate is measured in the same run; ``fraction_of_matmul_peak`` is 
 over that.
 
 IW-NLL speed: examples/s of ``jaxvae.metrics.iw_log_likelihood`` at k=5000 against a per-example
-Python loop (one example at a time, its k samples batched in one call), same model, same run.
+Python loop of the pythae kind (one example at a time, its k samples in chunks of 100), same model,
+same run.
 
 One JSON line per measurement on stdout (and ``--out FILE``). Usage::
 
@@ -54,6 +55,7 @@ class Built:
     eval_step: Callable
     batch: dict
     key: jax.Array
+    eval_batch: dict | None = None  # when evaluation takes another batch layout than training
 
 
 def _binary_batch(batch_size: int, x_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -89,33 +91,60 @@ MODELS: dict[str, tuple[Callable[[int], Built], bool]] = {
 }
 
 
-def _register_paper_models() -> None:
-    """Paper models enter the table as they land (each exposes a ``benchmark_builder``)."""
-    import importlib
+def _engine_builder(init, loss_fn, eval_fn, make_batch, make_eval_batch, opt_cfg) -> Callable[[int], Built]:
+    def build(batch_size: int) -> Built:
+        key = jax.random.key(0)
+        params, model_state = init(key)
+        opt = make_optimizer(opt_cfg)
+        return Built(
+            state=create_train_state(key, params, model_state, opt),
+            train_step=make_train_step(loss_fn, opt),
+            eval_step=make_eval_step(eval_fn),
+            batch=jax.tree.map(jnp.asarray, make_batch(batch_size)),
+            key=jax.random.key(1),
+            eval_batch=jax.tree.map(jnp.asarray, make_eval_batch(batch_size)),
+        )
 
-    for mod_name, label in (("rectified_hvae", "rectified_hvae"), ("inverted_ssvae", "inverted_ssvae")):
-        try:
-            mod = importlib.import_module(f"jaxvae.models.{mod_name}")
-        except ImportError:
-            continue
-        builder = getattr(mod, "benchmark_spec", None)
-        if builder is None:
-            continue
+    return build
 
-        def build(batch_size: int, _builder=builder) -> Built:
-            spec = _builder(batch_size)  # (params, model_state, loss_fn, eval_fn, batch, optimizer_config)
-            params, model_state, loss_fn, eval_fn, batch, opt_cfg = spec
-            key = jax.random.key(0)
-            opt = make_optimizer(opt_cfg)
-            return Built(
-                state=create_train_state(key, params, model_state, opt),
-                train_step=make_train_step(loss_fn, opt),
-                eval_step=make_eval_step(eval_fn),
-                batch=jax.tree.map(jnp.asarray, batch),
-                key=jax.random.key(1),
-            )
 
-        MODELS[label] = (build, False)
+def rectified_hvae_builder() -> Callable[[int], Built]:
+    """Salimans' 4-layer rectified-Gaussian hierarchy (300-200-100-50), BatchNorm, Adamax (issue 5)."""
+    from jaxvae.models import rectified_hvae as rh
+
+    cfg = rh.Config()
+
+    def batch(b):
+        return {"x": _binary_batch(b, (cfg.x_dim,))}
+
+    return _engine_builder(lambda k: rh.init(cfg, k), rh.make_loss_fn(cfg), rh.make_eval_fn(cfg), batch, batch,
+                           OptimizerConfig(name="adamax", learning_rate=2e-3))
+
+
+def inverted_ssvae_builder() -> Callable[[int], Built]:
+    """Gemp et al.'s untapped model; one example = one row of each of the three streams (issue 6)."""
+    from jaxvae.models import inverted_ssvae as iv
+
+    cfg = iv.Config()
+
+    def batch(b):
+        rng = np.random.default_rng(0)
+        corners = iv.corner_labels(cfg.num_classes)
+        return {"x_l": _binary_batch(b, (cfg.x_dim,)), "y_l": rng.integers(0, cfg.num_classes, b).astype(np.int32),
+                "x_u": _binary_batch(b, (cfg.x_dim,), seed=1), "y_u": corners[rng.integers(0, cfg.num_classes, b)],
+                "z_u": rng.uniform(cfg.z_low + 1e-3, cfg.z_high - 1e-3, (b, cfg.z_dim)).astype(np.float32)}
+
+    def eval_batch(b):
+        rng = np.random.default_rng(0)
+        return {"x": _binary_batch(b, (cfg.x_dim,)), "y": rng.integers(0, cfg.num_classes, b).astype(np.int32)}
+
+    return _engine_builder(lambda k: iv.init(cfg, k), iv.make_loss_fn(cfg), iv.make_eval_fn(cfg), batch, eval_batch,
+                           OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0,
+                                           clip_global_norm=5.0))
+
+
+MODELS["rectified_hvae"] = (rectified_hvae_builder(), False)
+MODELS["inverted_ssvae"] = (inverted_ssvae_builder(), False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,11 +175,13 @@ def _jax_callables(built: Built):
         holder["state"], m = built.train_step(holder["state"], built.batch)
         m["loss"].block_until_ready()
 
+    eval_batch = built.batch if built.eval_batch is None else built.eval_batch
+
     def evaluate():
-        out = built.eval_step(holder["state"], built.batch, built.key)
+        out = built.eval_step(holder["state"], eval_batch, built.key)
         jax.block_until_ready(out)
 
-    return holder, train, evaluate
+    return holder, train, evaluate, eval_batch
 
 
 def _compile_time(step, *args) -> tuple[float, float | None]:
@@ -162,14 +193,14 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
                 torch_mod, emit) -> None:
     for batch_size in batch_sizes:
         built = builder(batch_size)
-        holder, train, evaluate = _jax_callables(built)
+        holder, train, evaluate, eval_batch = _jax_callables(built)
         steps = max(2, int(target_examples // batch_size))
         for mode in modes:
             if mode == "train":
                 compile_s, flops = _compile_time(built.train_step, holder["state"], built.batch)
                 fn = train
             else:
-                compile_s, flops = _compile_time(built.eval_step, holder["state"], built.batch, built.key)
+                compile_s, flops = _compile_time(built.eval_step, holder["state"], eval_batch, built.key)
                 fn = evaluate
             fns = [fn]
             if with_torch and torch_mod is not None:
@@ -251,7 +282,6 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="also append JSON lines to this file")
     args = p.parse_args(argv)
 
-    _register_paper_models()
     torch_mod = None
     if not args.no_torch:
         try:
