@@ -25,7 +25,16 @@ import types
 import typing
 from typing import Any, Sequence
 
-__all__ = ["parse", "parse_args", "load_config", "apply_overrides", "config_to_dict", "parse_value"]
+__all__ = ["parse", "parse_args", "load_config", "apply_overrides", "config_to_dict", "parse_value",
+           "machine_description"]
+
+
+def machine_description() -> str:
+    """What ran a job, for its ``results.json``: device kind and count, platform, host CPU count."""
+    import jax
+
+    devs = jax.devices()
+    return f"{len(devs)} x {devs[0].device_kind} ({devs[0].platform}), {os.cpu_count()} host CPU cores"
 
 
 class ConfigError(ValueError):

@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._cli import machine_description
 from experiments.inverted_ssvae import classifier as clf_lib
 from jaxvae.data.loader import BatchIterator
 from jaxvae.data.mnist import binarize_round, load_mnist, to_unit_float
@@ -85,7 +86,8 @@ class RunConfig:
       num_steps: optimizer steps per variant.
       seeds: model seeds trained together (vmapped).
       variants: reverse modes to train, one run each (``'none'`` = M2 baseline).
-      log_every, checkpoint_every: engine loop settings.
+      log_every, checkpoint_every, sync_every: engine loop settings (``jaxvae.train.loop.fit``).
+      time_limit_s: per variant, stop training after this many seconds and evaluate (None: no limit).
       classifier_path: cache of the MNIST evaluation classifier (``.npz``); relative to the workdir.
       classifier_epochs, classifier_train_examples: its training (3 epochs on all 60k by default).
       tau_decay_rate, tau_floor: optional Concrete temperature schedule
@@ -98,6 +100,8 @@ class RunConfig:
     variants: tuple[str, ...] = ("none", "z_observed")
     log_every: int = 25
     checkpoint_every: int = 100
+    sync_every: int = 1
+    time_limit_s: float | None = None
     classifier_path: str = "mnist_classifier.npz"
     classifier_epochs: int = 3
     classifier_train_examples: int = 60_000
@@ -316,7 +320,7 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
     os.makedirs(workdir, exist_ok=True)
     t_start = time.time()
     data = build_data(cfg.data)
-    results: dict[str, Any] = {"config": _to_dict(cfg), "variants": {}, "machine": "2-core CPU, shared",
+    results: dict[str, Any] = {"config": _to_dict(cfg), "variants": {}, "machine": machine_description(),
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "jax": jax.__version__}
     clf_params = None
@@ -348,7 +352,8 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         run_cfg["model"] = _to_dict(mcfg)
         state, history = fit(state=state, train_step=step, train_iter=it, num_steps=cfg.run.num_steps,
                              workdir=os.path.join(workdir, name), config=run_cfg, log_every=cfg.run.log_every,
-                             checkpoint_every=cfg.run.checkpoint_every, progress=progress)
+                             checkpoint_every=cfg.run.checkpoint_every, progress=progress,
+                             sync_every=cfg.run.sync_every, time_limit_s=cfg.run.time_limit_s)
         train_s = time.time() - t0
         per_seed = []
         for i, seed in enumerate(cfg.run.seeds):
@@ -368,6 +373,8 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         last = history["train"][-1] if history["train"] else {}
         results["variants"][name] = {"per_seed": per_seed, "summary": summary,
                                      "train_seconds": train_s, "final_train_metrics": last,
+                                     "steps_done": history["end_step"],
+                                     "time_limited": bool(history["time_limited"]),
                                      "skipped_steps_total": int(np.sum(np.asarray(state.skipped)))}
         print(f"[{name}] " + ", ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()),
               flush=True)

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments._cli import machine_description
 from jaxvae.data.loader import BatchIterator
 from jaxvae.data.mnist import binarize_static, load_mnist, to_unit_float
 from jaxvae.data.transforms import dynamic_binarize
@@ -264,7 +265,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
         checkpoint_every=cfg.train.checkpoint_every, image_fn=image_fn,
         eval_batch_size=cfg.train.eval_batch_size, keep_checkpoints=cfg.train.keep_checkpoints,
-        progress=cfg.train.progress,
+        progress=cfg.train.progress, sync_every=cfg.train.sync_every,
+        time_limit_s=cfg.train.time_limit_s,
     )
     train_s = time.time() - t0
     if history.get("preempted"):
@@ -276,9 +278,10 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         "skipped_steps": int(jax.device_get(state.skipped)), "seed": cfg.train.seed,
         "binarization": cfg.data.binarization,
         "last_invocation_steps": history["end_step"] - history["start_step"],
+        "steps_done": int(jax.device_get(state.step)), "time_limited": bool(history.get("time_limited")),
         "test_elbo_examples": int(x_test.shape[0]),
         "test": history["eval"][-1] if history["eval"] else None,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_description(),
         "jax_version": jax.__version__, "device": str(jax.devices()[0].device_kind),
     }
     if results["last_invocation_steps"] > 0:  # kept as they are by a later re-evaluation

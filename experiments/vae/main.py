@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from experiments._cli import machine_description
 from experiments.vae.configs import ExperimentConfig
 from jaxvae.data.loader import BatchIterator
 from jaxvae.data.mnist import binarize_static, load_mnist, to_unit_float
@@ -103,7 +104,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
         image_fn=_image_fn(cfg, test_data["x"][:n_pairs]),
         eval_batch_size=min(cfg.train.eval_batch_size, n_test),
         keep_checkpoints=cfg.train.keep_checkpoints,
-        progress=cfg.train.progress,
+        progress=cfg.train.progress, sync_every=cfg.train.sync_every,
+        time_limit_s=cfg.train.time_limit_s,
     )
     step = int(jax.device_get(state.step))
     if history["preempted"]:
@@ -120,7 +122,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
         "test_log_px_z": float(final["log_px_z"]),
         "test_kl": float(final["kl"]),
         "steps_this_invocation": history["end_step"] - history["start_step"],
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "num_steps": cfg.train.num_steps, "time_limited": bool(history["time_limited"]),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_description(),
         "jax_version": jax.__version__,
         "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     }

@@ -170,6 +170,54 @@ def test_sigterm_saves_then_returns_and_resumes_exactly(tmp_path):
     assert hist["start_step"] == 5 and params_bits(state) == params_bits(ref)
 
 
+@pytest.mark.parametrize("sync_every", [4, 100])
+def test_sync_every_gives_the_same_run_and_the_same_logs(tmp_path, sync_every):
+    ref, ref_hist = run(tmp_path / "ref", 10, eval_step=toy_eval_step(8), eval_data=toy_data(8))
+    state, hist = run(tmp_path / "b", 10, eval_step=toy_eval_step(8), eval_data=toy_data(8), sync_every=sync_every)
+    assert params_bits(state) == params_bits(ref)
+    # every logged window is still averaged over its own steps
+    key = ["step", "train/loss", "train/mse"]
+    assert [{k: r[k] for k in key} for r in hist["train"]] == [{k: r[k] for k in key} for r in ref_hist["train"]]
+    assert hist["eval"] == ref_hist["eval"]
+    assert sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints") if s.isdigit()) == [9, 10]
+
+
+def test_sync_every_still_sees_sigterm_and_resumes_exactly(tmp_path):
+    ref, _ = run(tmp_path / "ref", 12)
+    term = lambda: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    state, hist = run(tmp_path / "b", 12, iter_wrapper=lambda it: Interrupt(it, 5, term), sync_every=4,
+                      checkpoint_every=100, log_every=100)
+    # the signal arrives while batch 5 is fetched; the next sync is after step 8
+    assert hist["preempted"] and int(state.step) == 8
+    state, hist = run(tmp_path / "b", 12)
+    assert hist["start_step"] == 8 and params_bits(state) == params_bits(ref)
+
+
+def test_time_limit_stops_evaluates_saves_and_resumes_exactly(tmp_path, monkeypatch):
+    import jaxvae.train.loop as loop
+
+    ref, _ = run(tmp_path / "ref", 10)
+    clock = {"t": 0.0}
+
+    def fake_clock():  # each reading (one at the start, one per sync) advances one "second"
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(loop, "_clock", fake_clock)
+    state, hist = run(tmp_path / "b", 10, eval_step=toy_eval_step(8), eval_data=toy_data(8), time_limit_s=3.5,
+                      checkpoint_every=100)
+    monkeypatch.undo()
+    stopped = int(state.step)
+    # readings 2, 3, 4, 5 follow steps 1-4 (sync_every=1): 5 - 1 > 3.5 first after step 4
+    assert hist["time_limited"] and not hist["preempted"] and stopped == 4
+    assert [e["step"] for e in hist["eval"]] == [stopped]  # evaluated where it stopped
+    assert hist["train"][-1]["step"] == stopped  # the partial window is logged
+    assert sorted(int(s) for s in os.listdir(tmp_path / "b" / "checkpoints") if s.isdigit()) == [stopped]
+    state, hist = run(tmp_path / "b", 10)
+    assert hist["start_step"] == stopped and not hist["time_limited"]
+    assert params_bits(state) == params_bits(ref)
+
+
 def test_nan_in_first_batch_names_the_key(tmp_path):
     state, step, _ = toy_setup()
 
@@ -204,7 +252,9 @@ def test_wrong_model_in_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [({"num_steps": -1}, "num_steps"), ({"log_every": 0}, "log_every"),
-                                       ({"eval_data": {"x": np.ones(3)}}, "together")])
+                                       ({"eval_data": {"x": np.ones(3)}}, "together"),
+                                       ({"sync_every": 0}, "sync_every"), ({"time_limit_s": 0}, "time_limit_s"),
+                                       ({"time_limit_s": "1h"}, "time_limit_s")])
 def test_bad_arguments(tmp_path, kw, match):
     state, step, it = toy_setup()
     args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
