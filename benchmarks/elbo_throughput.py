@@ -152,7 +152,11 @@ MODELS["inverted_ssvae"] = (inverted_ssvae_builder(), False)
 
 
 def matmul_rate(sizes=(1024, 2048), repeats: int = 5) -> dict:
-    """Best measured float32 dense matmul rate (FLOP/s) over square sizes, in this process."""
+    """Best measured float32 dense matmul rate (FLOP/s) over square sizes, in this process.
+
+    Uses the process's ``jax_default_matmul_precision`` (on a GPU, 'default' may use TF32).
+    """
+    loop_flops = 2e10 if jax.devices()[0].platform == "cpu" else 2e12
     best = 0.0
     detail = {}
     for n in sizes:
@@ -160,7 +164,7 @@ def matmul_rate(sizes=(1024, 2048), repeats: int = 5) -> dict:
         b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
         f = jax.jit(jnp.matmul)
         f(a, b).block_until_ready()
-        steps = max(1, int(2e10 // (2 * n**3)))
+        steps = max(1, int(loop_flops // (2 * n**3)))
         (times,) = _timing.time_loops([lambda: f(a, b).block_until_ready()], steps=steps, repeats=repeats)
         rate = 2 * n**3 / _timing.median(times)
         detail[str(n)] = rate
@@ -280,12 +284,18 @@ def main(argv=None) -> None:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-iw", action="store_true")
     p.add_argument("--out", default=None, help="also append JSON lines to this file")
+    p.add_argument("--matmul-precision", default="default", choices=["default", "high", "highest"],
+                   help="jax_default_matmul_precision (GPU: 'default'/'high' allow TF32); PyTorch is matched")
     args = p.parse_args(argv)
+    if args.matmul_precision != "default":
+        jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 
     torch_mod = None
     if not args.no_torch:
         try:
             import torch_reference as torch_mod  # noqa: F811
+
+            torch_mod.match_precision(args.matmul_precision)
         except ImportError:
             print("# torch not installed: PyTorch reference skipped (pip install -e '.[bench]')", file=sys.stderr)
     out_f = open(args.out, "a") if args.out else None
@@ -306,7 +316,8 @@ def main(argv=None) -> None:
         batch_sizes = args.batch_sizes or [128, 1024, 8192]
         models = args.models or list(MODELS)
         repeats, target = args.repeats or 7, 16384
-        peak = matmul_rate(sizes=(1024, 2048), repeats=5)
+        sizes = (1024, 2048) if jax.devices()[0].platform == "cpu" else (2048, 4096, 8192)
+        peak = matmul_rate(sizes=sizes, repeats=5)
     emit(dict(env, bench="matmul_peak", **peak))
     for name in models:
         if name not in MODELS:
