@@ -67,7 +67,7 @@ fi
 # ---------------------------------------------------------------- phase B: trainings, side by side
 export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_DEFAULT_MATMUL_PRECISION=highest
 EVAL_RESERVE=$(( TOTAL * 20 / 100 ))     # IW-NLL of 10k x 5000, figures, results
-COMPILE_RESERVE=40
+COMPILE_RESERVE=100   # measured 2026-11-26: five programs compiling at once took 45-100 s
 TRAIN_S=$(( TOTAL - $(elapsed) - EVAL_RESERVE - COMPILE_RESERVE ))
 EPOCHS=$(python3 - "$OUT/gpu.jsonl" "$TRAIN_S" <<'EOF'
 import json, sys
@@ -80,8 +80,9 @@ try:
 except OSError:
     pass
 train_s = float(sys.argv[2])
-# three hierarchy jobs share the GPU with two small ones, and the loop adds host work: budget 4x the step
-epochs = 40 if rate is None else int(train_s * rate / (600 * 4.0))
+# three hierarchy jobs share the GPU with two small ones, and the loop adds host work: measured 2026-11-26,
+# the shared hierarchies ran at a median 194 steps/s against 633 alone (3.3x), plus compile time: budget 6x
+epochs = 40 if rate is None else int(train_s * rate / (600 * 6.0))
 print(max(5, min(epochs, 300)))
 EOF
 )
