@@ -20,9 +20,12 @@ from jaxvae.typing import PRNGKey, Shape
 
 
 def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
-    r"""Elementwise :math:`\log p(x) = x \log\sigma(\ell) + (1 - x)\log\sigma(-\ell)`.
+    r"""Elementwise :math:`\log p(x) = x \log\sigma(\ell) + (1 - x)\log\sigma(-\ell) = x\ell - \mathrm{softplus}(\ell)`.
 
-    Written with ``log_sigmoid`` (``log sigma(l) = -softplus(-l)``), which is exact for large |l|.
+    Computed as ``(x l - max(l, 0)) - log1p(exp(-|l|))``: the bracket is exact (0 for x = 1, l > 0 and for
+    x = 0, l < 0), so tiny log-probabilities keep full relative precision at large |l|, and it is
+    several times cheaper on a CPU than two ``log_sigmoid`` calls (1.8 vs 8.1 ms for [1024, 784] logits,
+    ``benchmarks/cpu_tuning.py``), the models' hot spot. The gradient in ``l`` is ``x - sigmoid(l)``.
     For ``x`` in [0, 1] (not only {0, 1}) this is the negative binary cross-entropy, the form used
     for grey-scale data.
 
@@ -37,7 +40,10 @@ def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
     logits = jnp.asarray(logits)
     dtype = jnp.result_type(logits, float)
     x, logits = jnp.broadcast_arrays(x.astype(dtype), logits)  # explicit: the suite forbids rank promotion
-    return x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits)
+    abs_l = jnp.abs(logits)
+    # max(l, 0) written as (l + |l|) / 2: exact, and its gradient at l = 0 is 1/2, so the total gradient
+    # is x - sigmoid(l) there too (jnp.maximum's is 0 at that tie)
+    return (x * logits - 0.5 * (logits + abs_l)) - jnp.log1p(jnp.exp(-abs_l))
 
 
 @jax.tree_util.register_dataclass

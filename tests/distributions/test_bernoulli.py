@@ -144,3 +144,11 @@ def test_bad_inputs_raise():
         Bernoulli(jnp.zeros(3)).log_prob(jnp.zeros(4))
     with pytest.raises(ValueError, match="sample_shape"):
         Bernoulli(jnp.zeros(3)).sample(jax.random.key(0), (-1,))
+
+
+def test_log_prob_gradient_is_x_minus_sigmoid_everywhere():
+    # including the tie of max(l, 0) at l = 0 and saturated logits
+    logits = jnp.asarray([-80.0, -30.0, -1.0, 0.0, 1e-6, 1.0, 30.0, 80.0], jnp.float32)
+    for x in (0.0, 0.3, 1.0):
+        g = jax.grad(lambda l: jnp.sum(bernoulli_log_prob(x, l)))(logits)
+        np.testing.assert_allclose(g, x - jax.nn.sigmoid(logits), rtol=1e-6, atol=1e-7)
