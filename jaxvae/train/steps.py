@@ -29,7 +29,7 @@ dtypes) and raise ``ValueError`` on a mismatch instead of silently compiling a n
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -236,6 +236,14 @@ class StepFunction:
         return self.fn.lower(*args)
 
 
+def _compiler_options(options: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    if options is None:
+        return None
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"`compiler_options` must be a mapping of XLA option names to values; got {options!r}.")
+    return dict(options)
+
+
 # ------------------------------------------------------------------------------------------------
 # Step bodies
 
@@ -365,6 +373,7 @@ def make_train_step(
     donate: bool = True,
     jit: bool = True,
     check_updates: bool = False,
+    compiler_options: Optional[Mapping[str, Any]] = None,
 ) -> StepFunction:
     """Build ``step(state, batch) -> (state, metrics)``.
 
@@ -381,6 +390,11 @@ def make_train_step(
         parameters and optimizer state). Not needed with :func:`~jaxvae.train.optim.make_optimizer`,
         whose optimizers (``eps > 0``) map finite gradients to finite updates; set it for custom
         optimizers that can produce non-finite updates from finite gradients.
+      compiler_options: XLA options for this program only (``jax.jit(compiler_options=...)``), e.g.
+        ``{"xla_cpu_experimental_ynn_fusion_type": ""}``, which on jaxlib 0.10's XLA:CPU sends the
+        matmuls to XLA's own dot emitter instead of YNNPACK (faster at batches >= 1024 on the
+        project's 2-core CPU, slower at 128: ``benchmarks/README.md``). Unknown names raise at the
+        first call.
 
     Returns:
       A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict
@@ -401,7 +415,8 @@ def make_train_step(
 
     first_check = _mesh_check(mesh)
     if jit:
-        kw: dict[str, Any] = {"donate_argnums": (0,) if donate else ()}
+        kw: dict[str, Any] = {"donate_argnums": (0,) if donate else (),
+                              "compiler_options": _compiler_options(compiler_options)}
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data), out_shardings=(rep, rep))
@@ -412,7 +427,11 @@ def make_train_step(
 
 
 def make_eval_step(
-    eval_fn: EvalFn, *, mesh: Optional[Mesh] = None, jit: bool = True
+    eval_fn: EvalFn,
+    *,
+    mesh: Optional[Mesh] = None,
+    jit: bool = True,
+    compiler_options: Optional[Mapping[str, Any]] = None,
 ) -> StepFunction:
     """Build ``eval_step(state, batch, key) -> dict[str, Array[B]]`` (per-example values).
 
@@ -420,6 +439,7 @@ def make_eval_step(
       eval_fn: ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``.
       mesh: if given, the batch and the per-example outputs are split over the mesh's first axis.
       jit: compile with ``jax.jit``.
+      compiler_options: XLA options for this program only; see :func:`make_train_step`.
 
     Returns:
       A :class:`StepFunction`; the state is not donated.
@@ -448,7 +468,7 @@ def make_eval_step(
 
     first_check = _mesh_check(mesh)
     if jit:
-        kw: dict[str, Any] = {}
+        kw: dict[str, Any] = {"compiler_options": _compiler_options(compiler_options)}
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data, rep), out_shardings=data)

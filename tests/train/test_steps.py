@@ -321,3 +321,27 @@ def test_jit_false_matches_jit():
     for k in ("w", "b"):
         np.testing.assert_allclose(np.asarray(a.params[k]), np.asarray(b.params[k]), rtol=1e-5,
                                    atol=1e-7)
+
+
+def test_compiler_options_reach_xla_and_keep_the_results():
+    # a real XLA:CPU option (matmuls to XLA's own emitter) gives the same step to float32 rounding
+    opt = _adam()
+    batch = _data()
+    opts = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    plain = _adam_step(donate=False)
+    tuned = make_train_step(noisy_regression_loss, opt, donate=False, compiler_options=opts)
+    st_a, st_b = _state(opt), _state(opt)
+    for _ in range(3):
+        st_a, _ = plain(st_a, batch)
+        st_b, _ = tuned(st_b, batch)
+    for k in st_a.params:
+        np.testing.assert_allclose(np.asarray(st_b.params[k]), np.asarray(st_a.params[k]), rtol=1e-5, atol=1e-6)
+    ev = make_eval_step(lambda p, ms, b, k: {"err": (b["x"] @ p["w"] - b["y"]) ** 2}, compiler_options=opts)
+    np.testing.assert_allclose(np.asarray(ev(st_b, batch, jax.random.key(0))["err"]),
+                               (batch["x"] @ np.asarray(st_b.params["w"]) - batch["y"]) ** 2, rtol=1e-5)
+    # the options are really passed: an unknown one is refused by XLA at the first call
+    bad = make_train_step(noisy_regression_loss, opt, donate=False, compiler_options={"xla_no_such_option": "1"})
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        bad(_state(opt), batch)
+    with pytest.raises(ValueError, match="compiler_options"):
+        make_eval_step(lambda *a: {}, compiler_options=["xla_cpu_use_xnnpack"])
