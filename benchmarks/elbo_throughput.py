@@ -58,6 +58,10 @@ class Built:
     eval_batch: dict | None = None  # when evaluation takes another batch layout than training
 
 
+# XLA options for every benchmarked step program (``--compiler-option``); None: XLA's defaults.
+COMPILER_OPTIONS: dict | None = None
+
+
 def _binary_batch(batch_size: int, x_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.random((batch_size,) + tuple(x_shape)) < 0.13).astype(np.float32)
@@ -71,8 +75,8 @@ def vae_builder(config: vae.Config) -> Callable[[int], Built]:
         state = create_train_state(key, params, model_state, opt)
         return Built(
             state=state,
-            train_step=make_train_step(vae.make_loss_fn(config), opt),
-            eval_step=make_eval_step(vae.make_eval_fn(config)),
+            train_step=make_train_step(vae.make_loss_fn(config), opt, compiler_options=COMPILER_OPTIONS),
+            eval_step=make_eval_step(vae.make_eval_fn(config), compiler_options=COMPILER_OPTIONS),
             batch={"x": jnp.asarray(_binary_batch(batch_size, config.x_shape))},
             key=jax.random.key(1),
         )
@@ -98,8 +102,8 @@ def _engine_builder(init, loss_fn, eval_fn, make_batch, make_eval_batch, opt_cfg
         opt = make_optimizer(opt_cfg)
         return Built(
             state=create_train_state(key, params, model_state, opt),
-            train_step=make_train_step(loss_fn, opt),
-            eval_step=make_eval_step(eval_fn),
+            train_step=make_train_step(loss_fn, opt, compiler_options=COMPILER_OPTIONS),
+            eval_step=make_eval_step(eval_fn, compiler_options=COMPILER_OPTIONS),
             batch=jax.tree.map(jnp.asarray, make_batch(batch_size)),
             key=jax.random.key(1),
             eval_batch=jax.tree.map(jnp.asarray, make_eval_batch(batch_size)),
@@ -286,7 +290,16 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="also append JSON lines to this file")
     p.add_argument("--matmul-precision", default="default", choices=["default", "high", "highest"],
                    help="jax_default_matmul_precision (GPU: 'default'/'high' allow TF32); PyTorch is matched")
+    p.add_argument("--compiler-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="XLA option for the step programs (repeatable), e.g. "
+                        "xla_cpu_experimental_ynn_fusion_type= (XLA:CPU dots instead of YNNPACK)")
     args = p.parse_args(argv)
+    global COMPILER_OPTIONS
+    if args.compiler_option:
+        bad = [o for o in args.compiler_option if "=" not in o]
+        if bad:
+            raise SystemExit(f"--compiler-option takes NAME=VALUE; got {bad}")
+        COMPILER_OPTIONS = dict(o.split("=", 1) for o in args.compiler_option)
     if args.matmul_precision != "default":
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 
@@ -306,7 +319,7 @@ def main(argv=None) -> None:
             _timing.emit(rec, out_f)
 
     env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               quick=bool(args.quick))
+               quick=bool(args.quick), compiler_options=COMPILER_OPTIONS or {})
     if args.quick:
         batch_sizes = args.batch_sizes or [128, 1024]
         models = args.models or ["mlp_vae_512x2_z32"]

@@ -43,3 +43,20 @@ def test_torch_twin_runs_when_installed():
 
     train, evaluate = torch_reference.make_torch_fns(np.zeros((4, 784), np.float32))
     assert np.isfinite(train()) and np.isfinite(evaluate())
+
+
+def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp_path):
+    tiny = bench.vae_builder(vae.Config(arch="mlp", latent_dim=4, hidden=(16,), activation="relu"))
+    monkeypatch.setitem(bench.MODELS, "tiny", (tiny, False))
+    monkeypatch.setattr(bench, "COMPILER_OPTIONS", None)
+    out = tmp_path / "r.jsonl"
+    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "8", "--modes", "eval", "--no-torch", "--no-iw",
+                "--repeats", "1", "--compiler-option", "xla_cpu_experimental_ynn_fusion_type=", "--out", str(out)])
+    import json
+
+    recs = [json.loads(line) for line in open(out)]
+    assert {r["bench"] for r in recs} == {"matmul_peak", "elbo_throughput"}
+    assert all(r["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""} for r in recs)
+    assert bench.COMPILER_OPTIONS == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        bench.main(["--quick", "--compiler-option", "xla_cpu_use_xnnpack"])
