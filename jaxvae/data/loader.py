@@ -200,6 +200,10 @@ class BatchIterator:
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Resume from :meth:`get_state`; the next batch is bitwise the one an uninterrupted run gives.
 
+        On several hosts the processes of one job are at the same global position, so the state that
+        one process saved (a checkpoint holds process 0's) resumes each of them; only the process
+        *count* must match.
+
         Raises:
           ValueError: if ``state`` is malformed or was saved by an iterator with a different seed,
             dataset size, batch size, shuffle/drop_remainder setting or process layout.
@@ -212,6 +216,8 @@ class BatchIterator:
         if state["version"] != _STATE_VERSION:
             raise ValueError(f"`state['version']` must be {_STATE_VERSION}; got {state['version']!r}.")
         for k, v in self._config().items():
+            if k == "process_index":
+                continue  # the position is global: any process's state resumes every process
             if state[k] != v:
                 raise ValueError(f"`state[{k!r}]` is {state[k]!r} but this iterator has {k}={v!r}.")
         epoch = _check_int("state['epoch']", state["epoch"], minimum=0)

@@ -9,8 +9,10 @@ everything around it:
   step key is ``fold_in(state.key, state.step)`` and the iterator state is saved with each checkpoint,
   a run killed at any point (even SIGKILL) and resumed ends with bitwise the same parameters as an
   uninterrupted run. A checkpoint of a different model is refused with an error saying what differs.
-- **Preemption.** SIGTERM sets a flag; at the next step boundary the loop saves a checkpoint, closes
-  the writers and returns with ``history["preempted"] = True``.
+- **Preemption.** SIGTERM sets a flag; at the next sync the loop saves a checkpoint, closes the
+  writers and returns with ``history["preempted"] = True``. On several hosts the processes agree at
+  every sync (a tiny all-gather of the stop and time-limit flags), so a signal that reaches only one
+  host still stops all of them at the same step; Orbax's save is collective and would otherwise hang.
 - **Evaluation** every ``eval_every`` steps and at the end over the whole ``eval_data``, each example
   exactly once (the last partial batch is padded to the batch size and the padding dropped on the
   host); per-example values are reduced to means on the host in float64.
@@ -133,6 +135,34 @@ def _to_host(tree: PyTree) -> PyTree:
     return jax.device_get(tree)
 
 
+class _SilentWriter:
+    """The writer of processes other than 0 on several hosts: process 0 alone writes the logs."""
+
+    def write_scalars(self, step, scalars):
+        pass
+
+    def write_images(self, step, images):
+        return {}
+
+    def write_hparams(self, hparams):
+        pass
+
+    def close(self):
+        pass
+
+
+def _fetch_replicated(tree: PyTree) -> PyTree:
+    """Host copies of replicated values (metrics, the step counter); on several hosts each process
+    reads its own replica, since a global array cannot be fetched whole."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return x
+
+    return jax.device_get(jax.tree.map(one, tree))
+
+
 def evaluate(
     eval_step: Callable,
     state: PyTree,
@@ -188,6 +218,16 @@ def evaluate(
     means = {k: v / n for k, v in sums.items()}
     means["num_examples"] = n
     return means
+
+
+def _agree(flags: tuple[bool, ...]) -> tuple[bool, ...]:
+    """Each flag OR-ed over all processes (one host all-gather); the flags themselves on one host."""
+    if jax.process_count() == 1:
+        return flags
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(flags, dtype=np.int32))
+    return tuple(bool(v) for v in np.asarray(gathered).reshape(-1, len(flags)).any(axis=0))
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -297,7 +337,7 @@ def fit(
     if restored is not None:
         state, data_state, _ = restored
         train_iter.set_state(data_state)
-    start = int(jax.device_get(state.step))
+    start = int(_fetch_replicated(state.step))
     history: dict[str, Any] = {
         "train": [], "eval": [], "start_step": start, "end_step": start, "preempted": False,
         "time_limited": False,
@@ -314,13 +354,15 @@ def fit(
         ckpt.close()
         return state, history
 
-    _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
+    lead = jax.process_index() == 0  # on several hosts, process 0 alone writes logs and images
+    if lead:
+        _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
-               disable=not progress)
-    writer = MetricWriter(workdir, resume_step=start if restored is not None else None,
-                          print_fn=bar.write if progress else None)
+               disable=not (progress and lead))
+    writer = (MetricWriter(workdir, resume_step=start if restored is not None else None,
+                           print_fn=bar.write if progress else None) if lead else _SilentWriter())
     if restored is None:
         writer.write_hparams(config_json)
 
@@ -331,7 +373,7 @@ def fit(
     try:
         batch = next(train_iter)
         check_finite_batch(batch, where="first training batch")
-        batch_size = _leading_dim(batch)
+        batch_size = _leading_dim(batch) * jax.process_count()  # each host feeds its own slice
         eval_bs = eval_batch_size or batch_size
         window: dict[str, float] = {}
         window_steps, window_time = 0, 0.0
@@ -349,7 +391,7 @@ def fit(
             ckpt_now = t % checkpoint_every == 0 or t == num_steps
             if not (t == start + 1 or t % sync_every == 0 or log_now or eval_now or ckpt_now):
                 continue
-            fetched = jax.device_get(pending)  # the sync (see module docstring)
+            fetched = _fetch_replicated(pending)  # the sync (see module docstring)
             pending = []
             toc = time.perf_counter()
             if t == start + 1:
@@ -357,7 +399,10 @@ def fit(
             else:
                 window_time += toc - tic
             tic = toc
-            if time_limit_s is not None and t < num_steps and _clock() - t_call > time_limit_s:
+            over_time = time_limit_s is not None and t < num_steps and _clock() - t_call > time_limit_s
+            # agreed across hosts; a signal arriving after this line is acted on at the next sync
+            stop_now, over_time = _agree((stop.set, over_time))
+            if over_time:
                 history["time_limited"] = True
                 # log the partial window, evaluate as at the end of training, save, then stop below
                 log_now = ckpt_now = True
@@ -391,17 +436,17 @@ def fit(
                 writer.write_scalars(t, {f"eval/{k}": v for k, v in ev.items()})
                 history["eval"].append({"step": t, **ev})
                 if image_fn is not None:
-                    imgs = jax.device_get(image_fn(state, jax.random.fold_in(eval_key(state, t), _IMAGE_SALT)))
+                    imgs = _fetch_replicated(image_fn(state, jax.random.fold_in(eval_key(state, t), _IMAGE_SALT)))
                     writer.write_images(t, imgs)
 
-            if ckpt_now or stop.set:
+            if ckpt_now or stop_now:
                 ckpt.save(t, state, data_state=train_iter.get_state(), config=config_json)
-            if eval_now or ckpt_now or stop.set:
+            if eval_now or ckpt_now or stop_now:
                 tic = time.perf_counter()  # evaluation and saving stay out of the throughput
-            if stop.set:
+            if stop_now:
                 history["preempted"] = True
-                bar.write(f"signal {stop.signum} received: checkpoint saved at step {t}; "
-                          "re-run the same command to resume.")
+                why = f"signal {stop.signum} received" if stop.signum else "stop signal received by another process"
+                bar.write(f"{why}: checkpoint saved at step {t}; re-run the same command to resume.")
                 break
             if history["time_limited"]:
                 bar.write(f"time limit of {time_limit_s} s reached: checkpoint saved at step {t} of {num_steps}.")

@@ -89,6 +89,22 @@ def test_processes_split_the_global_batch(process_count):
         np.testing.assert_array_equal(np.concatenate([p["idx"] for p in parts]), g["idx"])
 
 
+def test_state_saved_by_process_0_resumes_every_process():
+    # a multi-host checkpoint holds process 0's iterator state; each process resumes its own slice
+    its = [BatchIterator(make_arrays(), 16, seed=2, process_index=p, process_count=2) for p in range(2)]
+    ref = [BatchIterator(make_arrays(), 16, seed=2, process_index=p, process_count=2) for p in range(2)]
+    for _ in range(8):
+        for it in its + ref:
+            next(it)
+    state = its[0].get_state()
+    for p in range(2):
+        resumed = BatchIterator(make_arrays(), 16, seed=2, process_index=p, process_count=2)
+        resumed.set_state(state)
+        assert_batches_equal(take(resumed, 5), take(ref[p], 5))
+    with pytest.raises(ValueError, match="process_count"):
+        BatchIterator(make_arrays(), 16, seed=2, process_index=0, process_count=4).set_state(state)
+
+
 def test_processes_draw_independent_transform_noise():
     arrays = {"x": np.full((64, 200), 0.5, np.float32)}
     t = dynamic_binarize()
