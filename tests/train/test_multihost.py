@@ -98,23 +98,17 @@ def test_initialize_distributed_validates_arguments(kwargs, match):
         initialize_distributed(**kwargs)
 
 
-@pytest.mark.multidevice
-@pytest.mark.slow
-def test_two_processes_hold_identical_params(tmp_path):
-    port = _free_port()
+def run_processes(module: str, args: list[list[str]], tmp_path) -> None:
+    """Run ``python -m module *args[i]`` for each process on localhost with LOCAL_DEV CPU devices each;
+    kill them all after WALL_TIMEOUT s (a hang fails the test instead of blocking CI); assert each
+    exited 0, showing the end of its log otherwise."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={LOCAL_DEV}"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
-    logs = [open(tmp_path / f"proc{i}.log", "w+") for i in range(N_PROC)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.train.test_multihost", str(port), str(i), str(outs[i])],
-            cwd=REPO, env=env, stdout=logs[i], stderr=subprocess.STDOUT,
-        )
-        for i in range(N_PROC)
-    ]
+    logs = [open(tmp_path / f"proc{i}.log", "w+") for i in range(len(args))]
+    procs = [subprocess.Popen([sys.executable, "-m", module, *a], cwd=REPO, env=env, stdout=logs[i],
+                              stderr=subprocess.STDOUT) for i, a in enumerate(args)]
     deadline = time.monotonic() + WALL_TIMEOUT
     try:
         for p in procs:
@@ -133,6 +127,15 @@ def test_two_processes_hold_identical_params(tmp_path):
         f.close()
     for i, p in enumerate(procs):
         assert p.returncode == 0, f"process {i} failed (rc={p.returncode}):\n{texts[i]}"
+
+
+@pytest.mark.multidevice
+@pytest.mark.slow
+def test_two_processes_hold_identical_params(tmp_path):
+    port = _free_port()
+    outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
+    run_processes("tests.train.test_multihost", [[str(port), str(i), str(outs[i])] for i in range(N_PROC)],
+                  tmp_path)
 
     res = [np.load(o) for o in outs]
     names = sorted(k for k in res[0].files if k.startswith("p_"))

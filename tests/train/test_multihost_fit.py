@@ -14,15 +14,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from tests.train.test_multihost import INIT_TIMEOUT, LOCAL_DEV, N_PROC, WALL_TIMEOUT, _free_port
-from tests.train.test_sharding import ATOL, REPO, RTOL, B, init_model_state, init_params, make_data, toy_loss
+from tests.train.test_multihost import INIT_TIMEOUT, N_PROC, _free_port, run_processes
+from tests.train.test_sharding import ATOL, RTOL, B, init_model_state, init_params, make_data, toy_loss
 
 N_STEPS, TERM_AT = 8, 4  # SIGTERM while batch 4 is fetched: both must stop after step 4
 
@@ -86,34 +84,10 @@ def _worker(port: int, pid: int, workdir: str, out: str) -> None:
 @pytest.mark.slow
 def test_sigterm_on_one_host_stops_both_and_resume_is_exact(tmp_path):
     port = _free_port()
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={LOCAL_DEV}"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     workdir = tmp_path / "run"
     outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
-    logs = [open(tmp_path / f"proc{i}.log", "w+") for i in range(N_PROC)]
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.train.test_multihost_fit", str(port), str(i),
-                               str(workdir), str(outs[i])], cwd=REPO, env=env, stdout=logs[i],
-                              stderr=subprocess.STDOUT) for i in range(N_PROC)]
-    deadline = time.monotonic() + WALL_TIMEOUT
-    try:
-        for p in procs:
-            p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()  # a hang (e.g. a save only one process entered) fails here, not in CI's timeout
-                p.wait()
-    texts = []
-    for f in logs:
-        f.seek(0)
-        texts.append(f.read()[-3000:])
-        f.close()
-    for i, p in enumerate(procs):
-        assert p.returncode == 0, f"process {i} failed (rc={p.returncode}):\n{texts[i]}"
+    run_processes("tests.train.test_multihost_fit",
+                  [[str(port), str(i), str(workdir), str(outs[i])] for i in range(N_PROC)], tmp_path)
 
     res = [dict(np.load(o)) for o in outs]
     for r in res:  # both stopped at the same step, though only process 0 was signalled
