@@ -311,7 +311,8 @@ def fit(
     log_every = _require_positive("log_every", log_every)
     checkpoint_every = _require_positive("checkpoint_every", checkpoint_every)
     sync_every = _require_positive("sync_every", sync_every)
-    if time_limit_s is not None and not (isinstance(time_limit_s, (int, float)) and time_limit_s > 0):
+    if time_limit_s is not None and (isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float))
+                                     or not time_limit_s > 0):
         raise ValueError(f"`time_limit_s` must be a positive number of seconds or None; got {time_limit_s!r}.")
     t_call = _clock()
     if not (hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")):

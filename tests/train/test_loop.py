@@ -254,7 +254,9 @@ def test_wrong_model_in_workdir(tmp_path):
 @pytest.mark.parametrize("kw, match", [({"num_steps": -1}, "num_steps"), ({"log_every": 0}, "log_every"),
                                        ({"eval_data": {"x": np.ones(3)}}, "together"),
                                        ({"sync_every": 0}, "sync_every"), ({"time_limit_s": 0}, "time_limit_s"),
-                                       ({"time_limit_s": "1h"}, "time_limit_s")])
+                                       ({"time_limit_s": "1h"}, "time_limit_s"),
+                                       ({"time_limit_s": True}, "time_limit_s"),
+                                       ({"time_limit_s": float("nan")}, "time_limit_s")])
 def test_bad_arguments(tmp_path, kw, match):
     state, step, it = toy_setup()
     args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
