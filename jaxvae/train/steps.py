@@ -392,9 +392,9 @@ def make_train_step(
         optimizers that can produce non-finite updates from finite gradients.
       compiler_options: XLA options for this program only (``jax.jit(compiler_options=...)``), e.g.
         ``{"xla_cpu_experimental_ynn_fusion_type": ""}``, which on jaxlib 0.10's XLA:CPU sends the
-        matmuls to XLA's own dot emitter instead of YNNPACK (faster at batches >= 1024 on the
-        project's 2-core CPU, slower at 128: ``benchmarks/README.md``). Unknown names raise at the
-        first call.
+        matmuls to XLA's own dot emitter instead of YNNPACK (on the project's 2-core CPU: faster
+        for the MLP VAE's evaluation at batch 128-8192, slower for its batch-128 train step;
+        ``benchmarks/README.md``). Unknown names raise at the first call.
 
     Returns:
       A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict
