@@ -60,6 +60,14 @@ class Built:
 
 # XLA options for every benchmarked step program (``--compiler-option``); None: XLA's defaults.
 COMPILER_OPTIONS: dict | None = None
+# Train-step micro-batch (``--microbatch``): used for batches it divides and is smaller than.
+MICROBATCH: int | None = None
+
+
+def _microbatch(batch_size: int) -> int | None:
+    if MICROBATCH is None or batch_size <= MICROBATCH or batch_size % MICROBATCH:
+        return None
+    return MICROBATCH
 
 
 def _binary_batch(batch_size: int, x_shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -75,7 +83,8 @@ def vae_builder(config: vae.Config) -> Callable[[int], Built]:
         state = create_train_state(key, params, model_state, opt)
         return Built(
             state=state,
-            train_step=make_train_step(vae.make_loss_fn(config), opt, compiler_options=COMPILER_OPTIONS),
+            train_step=make_train_step(vae.make_loss_fn(config), opt, compiler_options=COMPILER_OPTIONS,
+                                       microbatch=_microbatch(batch_size)),
             eval_step=make_eval_step(vae.make_eval_fn(config), compiler_options=COMPILER_OPTIONS),
             batch={"x": jnp.asarray(_binary_batch(batch_size, config.x_shape))},
             key=jax.random.key(1),
@@ -102,7 +111,8 @@ def _engine_builder(init, loss_fn, eval_fn, make_batch, make_eval_batch, opt_cfg
         opt = make_optimizer(opt_cfg)
         return Built(
             state=create_train_state(key, params, model_state, opt),
-            train_step=make_train_step(loss_fn, opt, compiler_options=COMPILER_OPTIONS),
+            train_step=make_train_step(loss_fn, opt, compiler_options=COMPILER_OPTIONS,
+                                       microbatch=_microbatch(batch_size)),
             eval_step=make_eval_step(eval_fn, compiler_options=COMPILER_OPTIONS),
             batch=jax.tree.map(jnp.asarray, make_batch(batch_size)),
             key=jax.random.key(1),
@@ -217,6 +227,7 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
             times = _timing.time_loops(fns, steps=steps, repeats=repeats)
             jax_eps = batch_size / _timing.median(times[0])
             rec = dict(env, bench="elbo_throughput", impl="jax", model=name, mode=mode, batch_size=batch_size,
+                       microbatch=_microbatch(batch_size) if mode == "train" else None,
                        dtype="float32", examples_per_sec=jax_eps, median_step_s=_timing.median(times[0]),
                        repeats=repeats, steps_per_repeat=steps, compile_s=compile_s)
             if flops is not None:
@@ -296,13 +307,16 @@ def main(argv=None) -> None:
     p.add_argument("--compiler-option", action="append", default=[], metavar="NAME=VALUE",
                    help="XLA option for the step programs (repeatable), e.g. "
                         "xla_cpu_experimental_ynn_fusion_type= (XLA:CPU dots instead of YNNPACK)")
+    p.add_argument("--microbatch", type=int, default=None,
+                   help="train step in micro-batches of this size (make_train_step(microbatch=...)) "
+                        "at the batch sizes it divides and is smaller than")
     args = p.parse_args(argv)
-    global COMPILER_OPTIONS
-    if args.compiler_option:
-        bad = [o for o in args.compiler_option if "=" not in o]
-        if bad:
-            raise SystemExit(f"--compiler-option takes NAME=VALUE; got {bad}")
-        COMPILER_OPTIONS = dict(o.split("=", 1) for o in args.compiler_option)
+    global COMPILER_OPTIONS, MICROBATCH
+    MICROBATCH = args.microbatch
+    bad = [o for o in args.compiler_option if "=" not in o]
+    if bad:
+        raise SystemExit(f"--compiler-option takes NAME=VALUE; got {bad}")
+    COMPILER_OPTIONS = dict(o.split("=", 1) for o in args.compiler_option) or None
     if args.matmul_precision != "default":
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 

@@ -58,5 +58,10 @@ def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp
     assert {r["bench"] for r in recs} == {"matmul_peak", "elbo_throughput"}
     assert all(r["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""} for r in recs)
     assert bench.COMPILER_OPTIONS == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    monkeypatch.setattr(bench, "MICROBATCH", None)
+    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "8", "16", "--modes", "train", "--no-torch", "--no-iw",
+                "--repeats", "1", "--microbatch", "8", "--out", str(out)])
+    recs = [json.loads(line) for line in open(out) if '"train"' in line]
+    assert [(r["batch_size"], r["microbatch"]) for r in recs] == [(8, None), (16, 8)]
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         bench.main(["--quick", "--compiler-option", "xla_cpu_use_xnnpack"])

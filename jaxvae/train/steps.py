@@ -295,6 +295,43 @@ def _pmean_floats(tree: PyTree, axis_name: str) -> PyTree:
     )
 
 
+def _loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, microbatch: Optional[int]):
+    """``(loss, metrics, new_model_state, grads)`` of the batch, in one pass or in micro-batches.
+
+    With ``microbatch = m < B``, a ``lax.scan`` runs the loss and its gradient on ``B / m`` consecutive
+    slices of ``m`` examples (slice ``i`` with key ``fold_in(key, i)``; ``model_state`` threaded from
+    slice to slice) and averages loss, metrics and gradients: for a batch-mean loss this is the
+    full-batch loss and gradient of the same draws, with one slice's activations alive at a time.
+    """
+    def one(ms, b, k):
+        (loss, out), grads = jax.value_and_grad(
+            lambda p: _call_loss(loss_fn, p, ms, b, k), has_aux=True)(params)
+        return loss, dict(out.metrics), out.model_state, grads
+
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if microbatch is None or microbatch == size:
+        return one(model_state, batch, key)
+    if size % microbatch:
+        raise ValueError(f"`microbatch`={microbatch} must divide the batch size {size}.")
+    n = size // microbatch
+    chunks = jax.tree.map(lambda x: x.reshape((n, microbatch) + x.shape[1:]), batch)
+
+    def body(carry, xs):
+        ms, acc = carry
+        i, chunk = xs
+        loss, metrics, ms, grads = one(ms, chunk, jax.random.fold_in(key, i))
+        acc = jax.tree.map(lambda a, v: a + v.astype(a.dtype), acc, (loss, metrics, grads))
+        return (ms, acc), None
+
+    first = jax.eval_shape(lambda: one(model_state, jax.tree.map(lambda c: c[0], chunks), key))
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, jnp.result_type(a.dtype, jnp.float32)),
+                         (first[0], first[1], first[3]))
+    (new_ms, (loss, metrics, grads)), _ = jax.lax.scan(body, (model_state, zeros), (jnp.arange(n), chunks))
+    loss, metrics, grads = jax.tree.map(lambda a: a / n, (loss, metrics, grads))
+    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+    return loss, metrics, new_ms, grads
+
+
 def _train_body(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -303,13 +340,10 @@ def _train_body(
     key: PRNGKey,
     axis_name: Optional[str] = None,
     check_updates: bool = False,
+    microbatch: Optional[int] = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    grad_fn = jax.value_and_grad(
-        lambda p: _call_loss(loss_fn, p, state.model_state, batch, key), has_aux=True
-    )
-    (loss, out), grads = grad_fn(state.params)
-    metrics = dict(out.metrics)
-    new_model_state = out.model_state
+    loss, metrics, new_model_state, grads = _loss_and_grads(
+        loss_fn, state.params, state.model_state, batch, key, microbatch)
     if axis_name is not None:
         grads, loss, metrics, new_model_state = _pmean_floats(
             (grads, loss, metrics, new_model_state), axis_name
@@ -374,6 +408,7 @@ def make_train_step(
     jit: bool = True,
     check_updates: bool = False,
     compiler_options: Optional[Mapping[str, Any]] = None,
+    microbatch: Optional[int] = None,
 ) -> StepFunction:
     """Build ``step(state, batch) -> (state, metrics)``.
 
@@ -395,6 +430,13 @@ def make_train_step(
         matmuls to XLA's own dot emitter instead of YNNPACK (on the project's 2-core CPU: faster
         for the MLP VAE's evaluation at batch 128-8192, slower for its batch-128 train step;
         ``benchmarks/README.md``). Unknown names raise at the first call.
+      microbatch: gradient accumulation inside the one compiled step: the batch is processed in
+        consecutive slices of this many examples (a ``lax.scan``; slice ``i`` draws its noise from
+        ``fold_in(key, i)``, so a run differs from an unsplit one in its random draws only), and
+        loss, metrics and gradients are averaged over the slices, which for a batch-mean loss is
+        the full-batch gradient. ``model_state`` passes from slice to slice (batch statistics are
+        then per slice). Must divide the batch; not combined with ``mesh`` yet (a contiguous slice
+        would sit on a few devices). ``None``: one pass.
 
     Returns:
       A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict
@@ -408,10 +450,15 @@ def make_train_step(
     """
     if not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
+    if microbatch is not None and (isinstance(microbatch, bool) or not isinstance(microbatch, int) or microbatch < 1):
+        raise ValueError(f"`microbatch` must be a positive int or None; got {microbatch!r}.")
+    if microbatch is not None and mesh is not None:
+        raise ValueError("`microbatch` cannot be combined with `mesh` yet; use one or the other.")
 
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
-        return _train_body(loss_fn, optimizer, state, batch, key, check_updates=check_updates)
+        return _train_body(loss_fn, optimizer, state, batch, key, check_updates=check_updates,
+                           microbatch=microbatch)
 
     first_check = _mesh_check(mesh)
     if jit:
