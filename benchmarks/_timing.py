@@ -63,6 +63,23 @@ def emit(record: dict, stream=None) -> None:
     stream.flush()
 
 
+def json_lines_sink(path: str | None):
+    """``(emit, close)``: ``emit(record)`` writes one JSON line to stdout and, when ``path`` is given,
+    appends it to that file too (flushed each time, so an interrupted run keeps its lines)."""
+    out_f = open(path, "a") if path else None
+
+    def emit_both(record: dict) -> None:
+        emit(record)
+        if out_f:
+            emit(record, out_f)
+
+    def close() -> None:
+        if out_f:
+            out_f.close()
+
+    return emit_both, close
+
+
 def compile_seconds(jitted, *args) -> tuple[object, float]:
     """Lower and compile ``jitted`` for ``args``; return (compiled, seconds)."""
     t0 = time.perf_counter()

@@ -380,12 +380,7 @@ def main(argv=None) -> None:
     torch_mod = None
     if not args.no_torch:
         import torch_reference as torch_mod
-    out_f = open(args.out, "a") if args.out else None
-
-    def emit(rec):
-        _timing.emit(rec)
-        if out_f:
-            _timing.emit(rec, out_f)
+    emit, close_out = _timing.json_lines_sink(args.out)
 
     env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                loadavg_start=os.getloadavg()[0], xla_flags_env=os.environ.get("XLA_FLAGS", ""))
@@ -425,8 +420,7 @@ def main(argv=None) -> None:
                 if v != "default":
                     rec["numerics_max_rel_diff"] = max_rel_diff(built[v][2](), reference_check(v, batch_np, mode))
                 emit(rec)
-    if out_f:
-        out_f.close()
+    close_out()
 
 
 if __name__ == "__main__":

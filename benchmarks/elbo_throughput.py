@@ -328,12 +328,7 @@ def main(argv=None) -> None:
             torch_mod.match_precision(args.matmul_precision)
         except ImportError:
             print("# torch not installed: PyTorch reference skipped (pip install -e '.[bench]')", file=sys.stderr)
-    out_f = open(args.out, "a") if args.out else None
-
-    def emit(rec):
-        _timing.emit(rec)
-        if out_f:
-            _timing.emit(rec, out_f)
+    emit, close_out = _timing.json_lines_sink(args.out)
 
     env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                quick=bool(args.quick), compiler_options=COMPILER_OPTIONS or {})
@@ -360,8 +355,7 @@ def main(argv=None) -> None:
             bench_iw_nll(num_samples=5000, num_examples=20, loop_examples=4, loop_chunk=100, env=env, emit=emit)
         else:
             bench_iw_nll(num_samples=5000, num_examples=200, loop_examples=20, loop_chunk=100, env=env, emit=emit)
-    if out_f:
-        out_f.close()
+    close_out()
 
 
 if __name__ == "__main__":
