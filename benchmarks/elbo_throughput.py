@@ -301,6 +301,11 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-iw", action="store_true")
+    p.add_argument("--iw-only", action="store_true", help="only the matmul rate and the IW-NLL comparison")
+    p.add_argument("--iw-examples", type=int, default=None,
+                   help="test images for the vectorised IW-NLL (default 200; 20 with --quick)")
+    p.add_argument("--iw-loop-examples", type=int, default=None,
+                   help="test images for the per-example loop (default 20; 4 with --quick)")
     p.add_argument("--out", default=None, help="also append JSON lines to this file")
     p.add_argument("--matmul-precision", default="default", choices=["default", "high", "highest"],
                    help="jax_default_matmul_precision (GPU: 'default'/'high' allow TF32); PyTorch is matched")
@@ -311,6 +316,11 @@ def main(argv=None) -> None:
                    help="train step in micro-batches of this size (make_train_step(microbatch=...)) "
                         "at the batch sizes it divides and is smaller than")
     args = p.parse_args(argv)
+    if args.iw_only and args.no_iw:
+        raise SystemExit("--iw-only and --no-iw exclude each other")
+    for flag in ("iw_examples", "iw_loop_examples"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1; got {getattr(args, flag)}")
     global COMPILER_OPTIONS, MICROBATCH
     MICROBATCH = args.microbatch
     bad = [o for o in args.compiler_option if "=" not in o]
@@ -344,17 +354,16 @@ def main(argv=None) -> None:
         sizes = (1024, 2048) if jax.devices()[0].platform == "cpu" else (2048, 4096, 8192)
         peak = matmul_rate(sizes=sizes, repeats=5)
     emit(dict(env, bench="matmul_peak", **peak))
-    for name in models:
+    for name in [] if args.iw_only else models:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
         builder, has_torch = MODELS[name]
         bench_model(name, builder, has_torch, batch_sizes, args.modes, repeats=repeats, target_examples=target,
                     peak=peak["matmul_flops_per_s"], env=env, torch_mod=torch_mod, emit=emit)
     if not args.no_iw:
-        if args.quick:
-            bench_iw_nll(num_samples=5000, num_examples=20, loop_examples=4, loop_chunk=100, env=env, emit=emit)
-        else:
-            bench_iw_nll(num_samples=5000, num_examples=200, loop_examples=20, loop_chunk=100, env=env, emit=emit)
+        bench_iw_nll(num_samples=5000, num_examples=args.iw_examples or (20 if args.quick else 200),
+                     loop_examples=args.iw_loop_examples or (4 if args.quick else 20), loop_chunk=100, env=env,
+                     emit=emit)
     close_out()
 
 

@@ -65,3 +65,24 @@ def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp
     assert [(r["batch_size"], r["microbatch"]) for r in recs] == [(8, None), (16, 8)]
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         bench.main(["--quick", "--compiler-option", "xla_cpu_use_xnnpack"])
+
+
+def test_iw_only_runs_just_the_iw_comparison_at_the_sizes_asked(tmp_path):
+    import json
+
+    out = tmp_path / "iw.jsonl"
+    bench.main(["--quick", "--iw-only", "--iw-examples", "2", "--iw-loop-examples", "1", "--no-torch",
+                "--out", str(out)])
+    recs = [json.loads(line) for line in open(out)]
+    assert [r["bench"] for r in recs] == ["matmul_peak", "iw_nll"]
+    iw = recs[1]
+    assert iw["examples"] == 2 and iw["loop_examples"] == 1 and iw["num_samples"] == 5000
+    assert iw["speedup"] == pytest.approx(iw["vectorized_examples_per_sec"] / iw["loop_examples_per_sec"])
+    # the two estimators agree on the first example's log-likelihood scale (same model, k=5000)
+    assert abs(iw["mean_log_px_vectorized"] - iw["mean_log_px_loop"]) < 20.0
+
+
+@pytest.mark.parametrize("argv", [["--iw-only", "--no-iw"], ["--iw-examples", "0"]])
+def test_iw_flags_refuse_contradictions(argv):
+    with pytest.raises(SystemExit, match="iw"):
+        bench.main(argv)
