@@ -23,7 +23,7 @@ Paper equation -> code (objectives in :mod:`jaxvae.objectives.semi_supervised`):
   ``x - E[x|y,z]``)
 - eq. 8 (total)            -> :func:`make_loss_fn`: ``loss = -(mean J_fl + mean J_fu + mean J_ru)
   + a_fd mean J_fd + a_rd mean J_rd`` with ``(a_fd, a_rd) = (10, 0.1)``; the M2 baseline is
-  ``reverse='none'``.
+  ``reverse='none'``. Per-term weights (the authors' code's ``coeff_*``) are selectable, see below.
 
 Batch (one compiled step takes the three streams together; a stream may be absent when unused):
 
@@ -46,7 +46,27 @@ Differences from the authors' code (``imgemp/untapped``), all deliberate:
   binary-Concrete (logistic) relaxation :math:`\tilde x = \sigma((\ell + L)/\lambda)` through which
   gradients reach the decoder; its :math:`\log p(\tilde x|y,z)` is the Bernoulli cross-entropy at the
   relaxed value, not the density of the relaxed sample.
-- ``J_fd`` is the cross-entropy (paper); the code's ``KL(target || pred)`` equals it for one-hot targets.
+- ``J_fd`` is the cross-entropy (paper); the code's ``KL(target || pred)`` equals it for one-hot targets
+  *of the softmax*, but the code applies it to a Concrete sample (see below).
+
+The authors' code (``imgemp/untapped``: ``untapped/S2S_DGM.py`` ``SSDGM._build_objectives``,
+``untapped/M12.py`` ``M2``, ``sup_error``, ``KL``, ``L2``) weights and builds the terms differently from
+the paper's eq. 8. Selectable here, the paper's choice being the default:
+
+- per-term weights (``weight_fl``, ``weight_fu``, ``weight_ru``, ``alpha_fd``, ``alpha_rd``): the code
+  minimises ``coeff_x (-J_fl) [only if coeff_x_prob > 0] + coeff_x (-J_fu) + coeff_y (-J_ru)
+  + coeff_x_dis D_fd + coeff_y_dis D_rd`` (every term a batch mean). Its MNIST demo's
+  ``coeff_x = coeff_y = 0.1, coeff_x_dis = 1, coeff_y_dis = 0.01, coeff_x_prob = 0.1`` (a switch; it is
+  ``coeff_x`` that weights J_fl) is the paper's eq. 8 with (10, 0.1) scaled by 0.1 overall;
+- ``fd_loss='concrete_sample'``: the code's ``D_fd`` is ``KL(onehot || y_s)`` at a reparameterised
+  Concrete sample ``y_s`` of q(y|x) (layer output in non-deterministic mode), i.e.
+  ``-log max(y_s[label], 1e-6)`` up to ``1e-6``-weighted terms, an upper bound on the cross-entropy
+  (Jensen) that asks for larger margins;
+- ``rd_input='hard_sample'``: the code's ``D_rd`` is the Euclidean norm of ``x - x_s`` at a hard
+  Bernoulli sample ``x_s`` of p(x|y,z) (a comparison of a uniform draw with the mean), through which no
+  gradient flows: ``alpha_rd`` then changes the reported loss, not the training;
+- ``init_std``: the later code (``M12.py`` with ``W=normal(.001)``, paired with ``DEMO_mnist5.py``)
+  initialises every kernel from N(0, 0.001^2) instead of Glorot-uniform(sqrt 2).
 """
 
 from __future__ import annotations
@@ -74,6 +94,9 @@ _REVERSE = ("z_observed", "z_sampled", "none")
 _Z_SPACES = ("box", "real")
 _REVERSE_SAMPLES = ("hard", "relaxed")
 _Y_PRIORS = ("categorical", "concrete")
+_FD_LOSSES = ("cross_entropy", "concrete_sample")
+_RD_INPUTS = ("mean", "hard_sample")
+_FD_CLIP = 1e-6  # the authors' code's KL clips probabilities to [1e-6, 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +122,17 @@ class Config:
       reverse: ``'z_observed'`` (eq. 17), ``'z_sampled'`` (eq. 5) or ``'none'`` (the M2 baseline).
       reverse_sample: ``'hard'`` (stop-gradient Bernoulli sample) or ``'relaxed'`` (deviation, see module doc).
       reverse_temperature: ``lambda`` of the relaxed Bernoulli (> 0).
-      alpha_fd, alpha_rd: weights of the discriminative terms (10, 0.1).
+      alpha_fd, alpha_rd: weights of the discriminative terms (the paper: 10, 0.1; the authors' code's
+        MNIST demo: ``coeff_x_dis = 1``, ``coeff_y_dis = 0.01``).
+      weight_fl, weight_fu, weight_ru: weights of ``-J_fl``, ``-J_fu``, ``-J_ru`` (the paper: 1, 1, 1;
+        the authors' code: ``coeff_x``, ``coeff_x``, ``coeff_y`` = 0.1, 0.1, 0.1 in its MNIST demo).
+      fd_loss: ``'cross_entropy'`` (the paper: ``-log softmax(logits)[label]``) or ``'concrete_sample'``
+        (the authors' code: ``-log max(y_s[label], 1e-6)`` at a reparameterised Concrete sample ``y_s``
+        of q(y|x) with the current temperature).
+      rd_input: ``'mean'`` (the paper as we read it: ``||x - E[x|y,z]||``, differentiable) or
+        ``'hard_sample'`` (the authors' code: ``||x - x_s||`` at a Bernoulli sample, no gradient).
+      init_std: None (Glorot-uniform with ``init_gain``, the paper-era code) or the standard deviation of a
+        normal init of every kernel (0.001 in the later code of ``M12.py``).
       include_constants: include the constant prior log-densities in the bounds.
     """
 
@@ -122,6 +155,12 @@ class Config:
     reverse_temperature: float = 0.5
     alpha_fd: float = 10.0
     alpha_rd: float = 0.1
+    weight_fl: float = 1.0
+    weight_fu: float = 1.0
+    weight_ru: float = 1.0
+    fd_loss: str = "cross_entropy"
+    rd_input: str = "mean"
+    init_std: Optional[float] = None
     include_constants: bool = True
 
     def __post_init__(self):
@@ -137,6 +176,7 @@ class Config:
                 raise ValueError(f"`{name}` must be an int >= {lo}; got {v!r}.")
         for name, allowed in (("z_space", _Z_SPACES), ("unlabeled", _UNLABELED), ("reverse", _REVERSE),
                               ("reverse_sample", _REVERSE_SAMPLES), ("relaxed_y_prior", _Y_PRIORS),
+                              ("fd_loss", _FD_LOSSES), ("rd_input", _RD_INPUTS),
                               ("activation", tuple(_ACTIVATIONS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
@@ -146,7 +186,10 @@ class Config:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be a finite number > 0; got {v!r}.")
-        for name in ("alpha_fd", "alpha_rd"):
+        if self.init_std is not None and not (isinstance(self.init_std, (int, float))
+                                              and math.isfinite(self.init_std) and self.init_std > 0):
+            raise ValueError(f"`init_std` must be None or a finite number > 0; got {self.init_std!r}.")
+        for name in ("alpha_fd", "alpha_rd", "weight_fl", "weight_fu", "weight_ru"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"`{name}` must be a finite number >= 0; got {v!r}.")
@@ -167,7 +210,10 @@ class InvertedSSVAE(nn.Module):
 
     def setup(self):
         c = self.config
-        init = nn.initializers.variance_scaling(c.init_gain**2, "fan_avg", "uniform")
+        if c.init_std is None:
+            init = nn.initializers.variance_scaling(c.init_gain**2, "fan_avg", "uniform")
+        else:
+            init = nn.initializers.normal(stddev=c.init_std)
         dense = lambda n, name, bias=True: nn.Dense(n, use_bias=bias, kernel_init=init, name=name)  # noqa: E731
         self.y_layers = [dense(h, f"y_hidden_{i}") for i, h in enumerate(c.hidden_y)]
         self.y_out = dense(c.num_classes, "y_logits")
@@ -441,8 +487,17 @@ def objective_terms(config: Config, params: PyTree, batch: dict, key: PRNGKey) -
         logits_x = ap("decode", y1h, z)
         log_px = jnp.sum(bernoulli_log_prob(x, logits_x), axis=-1)
         j_fl = ss.labeled_bound(log_px, kl_z, log_py=log_py)
-        j_fd = ss.classification_cross_entropy(logits_y, y)
-        j_rd = ss.l2_reconstruction_loss(x, jax.nn.sigmoid(logits_x))
+        if c.fd_loss == "cross_entropy":
+            j_fd = ss.classification_cross_entropy(logits_y, y)
+        else:  # the authors' code: KL(onehot || Concrete sample); separate noise keeps j_fl's key
+            log_ys = Concrete(logits_y, tau).sample_log(jax.random.fold_in(k_l, 1))
+            j_fd = -jnp.maximum(jnp.take_along_axis(log_ys, y[:, None], axis=-1)[:, 0], math.log(_FD_CLIP))
+        if c.rd_input == "mean":
+            j_rd = ss.l2_reconstruction_loss(x, jax.nn.sigmoid(logits_x))
+        else:  # the authors' code: a hard Bernoulli sample, through which no gradient flows
+            noise = jax.random.logistic(jax.random.fold_in(k_l, 2), logits_x.shape, logits_x.dtype)
+            x_s = jax.lax.stop_gradient((logits_x + noise > 0).astype(logits_x.dtype))
+            j_rd = ss.l2_reconstruction_loss(x, x_s)
         correct = (jnp.argmax(logits_y, axis=-1) == y).astype(x.dtype)
 
     if "x_u" in batch:
@@ -511,19 +566,24 @@ def objective_terms(config: Config, params: PyTree, batch: dict, key: PRNGKey) -
 
 
 def total_loss(config: Config, terms: Terms) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Eq. 8 as a loss to minimise: ``-(J_fl + J_fu + J_ru) + a_fd J_fd + a_rd J_rd`` (batch means per stream)."""
+    """Eq. 8 as a loss to minimise (batch means per stream):
+
+    ``-(w_fl J_fl + w_fu J_fu + w_ru J_ru) + a_fd J_fd + a_rd J_rd``, with ``w = 1`` in the paper and
+    ``w = 0.1``, ``(a_fd, a_rd) = (1, 0.01)`` in the authors' MNIST demo (see :class:`Config`).
+    """
+    c = config
     loss = jnp.zeros((), jnp.float32)
     metrics = {}
     if terms.j_fl is not None:
         m = {k: jnp.mean(getattr(terms, k)) for k in ("j_fl", "j_fd", "j_rd", "correct")}
-        loss = loss - m["j_fl"] + config.alpha_fd * m["j_fd"] + config.alpha_rd * m["j_rd"]
+        loss = loss - c.weight_fl * m["j_fl"] + c.alpha_fd * m["j_fd"] + c.alpha_rd * m["j_rd"]
         metrics.update(m)
     if terms.j_fu is not None:
         metrics["j_fu"] = jnp.mean(terms.j_fu)
-        loss = loss - metrics["j_fu"]
+        loss = loss - c.weight_fu * metrics["j_fu"]
     if terms.j_ru is not None:
         metrics["j_ru"] = jnp.mean(terms.j_ru)
-        loss = loss - metrics["j_ru"]
+        loss = loss - c.weight_ru * metrics["j_ru"]
     return loss, metrics
 
 

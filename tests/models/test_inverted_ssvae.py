@@ -132,6 +132,8 @@ def test_sampled_z_and_its_density_agree():
         dict(relaxed_y_prior="concrete", temperature=0.3),
         dict(unlabeled="enumerate", z_space="real", z_dim=5),
         dict(unlabeled="enumerate", reverse="none"),
+        dict(weight_fl=0.1, weight_fu=0.1, weight_ru=0.1, alpha_fd=1.0, alpha_rd=0.01, fd_loss="concrete_sample",
+             rd_input="hard_sample", init_std=0.001),
     ],
     ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()) or "default",
 )
@@ -234,5 +236,83 @@ def test_bad_batch_raises_value_error(batch, match):
     ],
 )
 def test_bad_config_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        m.Config(**kw)
+
+
+# ---------------------------------------------------------------- the authors' code's objective options
+
+CODE = dict(weight_fl=0.1, weight_fu=0.1, weight_ru=0.1, alpha_fd=1.0, alpha_rd=0.01)
+
+
+@pytest.mark.parametrize("w", [CODE, dict(weight_fl=2.0, weight_fu=0.5, weight_ru=3.0, alpha_fd=0.7, alpha_rd=4.0)],
+                         ids=["code_demo", "arbitrary"])
+def test_weighted_loss_is_the_hand_assembled_weighted_sum_of_the_terms(w):
+    cfg = dataclasses.replace(SMALL, **w)
+    params, batch, key = _params(cfg), _batch(), jax.random.key(3)
+    out = m.make_loss_fn(cfg)(params, {}, batch, key)
+    t = m.objective_terms(cfg, params, batch, key)  # the same key: the same noise
+    want = (-w["weight_fl"] * np.mean(t.j_fl) - w["weight_fu"] * np.mean(t.j_fu) - w["weight_ru"] * np.mean(t.j_ru)
+            + w["alpha_fd"] * np.mean(t.j_fd) + w["alpha_rd"] * np.mean(t.j_rd))
+    np.testing.assert_allclose(float(out.loss), want, rtol=1e-5)
+    # and the weights do act: the unweighted loss is a different number
+    plain = m.make_loss_fn(SMALL)(params, {}, batch, key)
+    assert abs(float(plain.loss) - float(out.loss)) > 1e-3 * abs(float(plain.loss))
+
+
+def test_code_weights_are_the_paper_weights_times_a_tenth():
+    # The demo's coefficients are the paper's eq. 8 (a_fd, a_rd) = (10, 0.1) scaled by 0.1 overall.
+    params, batch, key = _params(SMALL), _batch(), jax.random.key(4)
+    code = m.make_loss_fn(dataclasses.replace(SMALL, **CODE))(params, {}, batch, key)
+    paper = m.make_loss_fn(SMALL)(params, {}, batch, key)
+    np.testing.assert_allclose(float(code.loss), 0.1 * float(paper.loss), rtol=1e-5)
+
+
+def test_concrete_sample_fd_loss_matches_its_definition_and_upper_bounds_the_cross_entropy():
+    cfg = dataclasses.replace(SMALL, fd_loss="concrete_sample")
+    params, batch = _params(cfg), _batch(b=200)
+    key = jax.random.key(5)
+    t = m.objective_terms(cfg, params, batch, key)
+    # by hand: the Concrete sample drawn from fold_in(k_l, 1), k_l the first of three subkeys
+    k_l = jax.random.split(key, 3)[0]
+    logits = m.classify(cfg, params, batch["x_l"])
+    g = jax.random.gumbel(jax.random.fold_in(k_l, 1), logits.shape)
+    log_ys = jax.nn.log_softmax(logits + g, axis=-1)  # tau = 1
+    want = -np.maximum(np.asarray(log_ys)[np.arange(200), batch["y_l"]], np.log(1e-6))
+    np.testing.assert_allclose(np.asarray(t.j_fd), want, rtol=1e-5, atol=1e-6)
+    # E_g[-log softmax(l + g)_k] >= -log softmax(l)_k (Jensen): the mean over 200 draws must exceed the CE
+    ce = m.objective_terms(SMALL, params, batch, key).j_fd
+    many = jax.vmap(lambda k: m.objective_terms(cfg, params, batch, k).j_fd)(jax.random.split(key, 64))
+    assert float(jnp.mean(many)) > float(jnp.mean(ce))
+    # the labeled bound sees the same noise as with the cross-entropy
+    np.testing.assert_array_equal(np.asarray(t.j_fl), np.asarray(m.objective_terms(SMALL, params, batch, key).j_fl))
+
+
+def test_hard_sample_rd_term_has_no_gradient_and_mean_rd_term_has_one():
+    params, batch, key = _params(SMALL), _batch(), jax.random.key(6)
+
+    def grad_of_rd(cfg):
+        return jax.grad(lambda p: jnp.mean(m.objective_terms(cfg, p, batch, key).j_rd))(params)
+
+    g_hard = grad_of_rd(dataclasses.replace(SMALL, rd_input="hard_sample"))
+    g_mean = grad_of_rd(SMALL)
+    assert all(np.all(np.asarray(v) == 0) for v in jax.tree.leaves(g_hard))
+    assert np.any(np.asarray(g_mean["x_logits"]["kernel"]) != 0)
+    # the hard-sample term is the norm of x minus a binary image
+    t = m.objective_terms(dataclasses.replace(SMALL, rd_input="hard_sample"), params, batch, key)
+    assert np.all(np.asarray(t.j_rd) >= 0) and np.all(np.isfinite(np.asarray(t.j_rd)))
+
+
+def test_init_std_gives_a_normal_init_of_that_scale():
+    params = _params(dataclasses.replace(m.Config(), init_std=0.001))
+    k = np.asarray(params["x_hidden_1"]["kernel"])  # 250 x 500 draws
+    assert abs(k.std() - 0.001) < 5e-5 and abs(k.mean()) < 5e-5
+    glorot = np.asarray(_params(m.Config())["x_hidden_1"]["kernel"])
+    assert glorot.std() > 0.05
+
+
+@pytest.mark.parametrize("kw, match", [(dict(fd_loss="kl"), "fd_loss"), (dict(rd_input="sample"), "rd_input"),
+                                       (dict(weight_fu=-0.1), "weight_fu"), (dict(init_std=0.0), "init_std")])
+def test_bad_code_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         m.Config(**kw)
