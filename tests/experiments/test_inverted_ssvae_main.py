@@ -26,6 +26,35 @@ def test_match_dims_is_greedy_by_probability_and_one_to_one():
     assert got[6] in (6, 7) and got[8] in (6, 7)
 
 
+def test_authors_matching_rule_keeps_uncontested_first_choices():
+    p = np.full((10, 10), 0.01)
+    # dims 5 and 6 both want digit 8; dim 7's uncontested first choice 9 (0.3) is lower than dim 6's
+    # second choice 9 (0.5): the authors' rule keeps 9 for dim 7, the greedy rule gives it to dim 6.
+    p[5, 8], p[6, 8], p[6, 9], p[7, 9], p[8, 5], p[9, 6] = 0.9, 0.8, 0.5, 0.3, 0.6, 0.6
+    a, g = E.match_dims_argmax_first(p), E.match_dims(p)
+    assert a[5] == 8 and a[7] == 9 and a[8] == 5 and a[9] == 6 and a[6] == 7
+    assert g[6] == 9 and g[7] == 7
+    # every dim in a clash: the best claimant of the first clashing digit wins, the rest re-match
+    q = np.full((10, 10), 0.01)
+    q[5:10, 5] = [0.5, 0.9, 0.4, 0.3, 0.2]
+    q[5, 6], q[7, 7], q[8, 8], q[9, 9] = 0.3, 0.2, 0.2, 0.1
+    b = E.match_dims_argmax_first(q)
+    assert b[6] == 5 and b[5] == 6 and sorted(b.values()) == [5, 6, 7, 8, 9]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # always a one-to-one map of dims 5-9 onto digits 5-9
+        assert sorted(E.match_dims_argmax_first(rng.random((10, 10))).values()) == [5, 6, 7, 8, 9]
+
+
+def test_clipped_ce_is_the_authors_kl_and_caps_at_minus_log_eps():
+    log_q = np.log(np.array([[0.7, 0.2, 0.1], [1 - 2e-9, 1e-9, 1e-9]]))
+    got = E.clipped_ce(log_q, np.array([0, 1]))
+    t0 = np.array([1.0, 1e-6, 1e-6])
+    want0 = np.sum(t0 * (np.log(t0) - np.log([0.7, 0.2, 0.1])))
+    np.testing.assert_allclose(got[0], want0, rtol=1e-9)
+    assert abs(got[0] + np.log(0.7)) < 1e-4  # about the cross-entropy
+    assert abs(got[1] + np.log(1e-6)) < 1e-3  # capped near 13.8 nats instead of 20.7
+
+
 def test_multi_seed_step_equals_the_engine_step_run_per_seed():
     cfg = m.Config(hidden_y=(8,), hidden_z=(4,), hidden_x=(8,), x_dim=12)
     opt = make_optimizer(OptimizerConfig(learning_rate=1e-2, eps=1e-4, clip_value=1.0))
@@ -66,12 +95,18 @@ def test_stream_iterator_yields_three_streams_and_resumes():
 
 
 def test_configs_load_and_bad_override_is_rejected(tmp_path):
-    for name in ("untapped", "m2_100", "smoke"):
+    for name in ("untapped", "m2_100", "smoke", "untapped_full", "untapped_full_codeweights",
+                 "untapped_full_codeinit"):
         cfg = _cli.load_config(os.path.join(CONFIGS, f"{name}.py"))
         assert isinstance(cfg, E.ExperimentConfig)
     cfg, wd = _cli.parse(["--config", os.path.join(CONFIGS, "untapped.py"), "--workdir", str(tmp_path),
                           "--set", "run.num_steps=7", "--set", "model.reverse=z_sampled"])
     assert cfg.run.num_steps == 7 and cfg.model.reverse == "z_sampled"
+    code = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeweights.py")).model
+    assert (code.weight_fl, code.weight_fu, code.weight_ru, code.alpha_fd, code.alpha_rd) == (0.1, 0.1, 0.1, 1.0, 0.01)
+    assert (code.fd_loss, code.rd_input, code.init_std) == ("concrete_sample", "hard_sample", None)
+    init = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).model
+    assert init == dataclasses.replace(code, init_std=0.001)
     with pytest.raises(ValueError, match="reverse"):
         _cli.apply_overrides(cfg, ["model.reverse=sideways"])
     with pytest.raises(ValueError, match="num_step"):
@@ -89,5 +124,7 @@ def test_smoke_run_end_to_end(tmp_path):
         assert len(v["per_seed"]) == 2
         assert np.isfinite(v["summary"]["ce_59"]["mean"])
         assert sorted(v["per_seed"][0]["dim_to_digit"].values()) == list(range(10))
+        assert sorted(v["per_seed"][0]["dim_to_digit_authors"].values()) == list(range(10))
+        assert np.isfinite(v["summary"]["ce_59_authors"]["mean"])
     assert "untapped_minus_m2_ce_59" in res
     assert (tmp_path / "decoded_onehots.png").is_file()
