@@ -30,8 +30,9 @@ Batch (one compiled step takes the three streams together; a stream may be absen
 - ``"x_l"`` float ``[B_l, 784]`` in [0, 1] and ``"y_l"`` int ``[B_l]``: labeled pairs;
 - ``"x_u"`` float ``[B_u, 784]``: unlabeled images;
 - ``"y_u"`` float ``[B_r, C]`` on the simplex: unfeatured labels (the paper's 0.95 "close corners"),
-  with optional ``"z_u"`` float ``[B_r, D]`` (inside the box); without it ``z ~ p(z)`` is drawn in
-  the loss (a fresh draw each step, i.e. an infinite unfeatured set);
+  with optional ``"z_u"`` float ``[B_r, D]`` (inside the box); without it z is drawn in the loss,
+  uniformly on the reverse box (:func:`reverse_box`; ``N(0, I)`` for ``z_space='real'``), a fresh draw
+  each step, i.e. an infinite unfeatured set;
 - optional ``"temperature"`` float ``[]``: overrides ``Config.temperature`` (for a schedule computed by
   the caller, e.g. :mod:`jaxvae.distributions.concrete`'s schedules).
 
@@ -67,6 +68,23 @@ the paper's eq. 8. Selectable here, the paper's choice being the default:
   gradient flows: ``alpha_rd`` then changes the reported loss, not the training;
 - ``init_std``: the later code (``M12.py`` with ``W=normal(.001)``, paired with ``DEMO_mnist5.py``)
   initialises every kernel from N(0, 0.001^2) instead of Glorot-uniform(sqrt 2).
+
+The authors' Table-1 script ``examples/DEMO_mnist5.py`` with its ``untapped/M12.py`` (commit 1645523)
+also parametrises q(z|x,y) and the z box differently; selectable here, our earlier behaviour the default:
+
+- ``z_scale_param='softplus_std'``: ``M12.py`` ``sample()`` builds the second head ``l_log_var`` as a dense
+  layer with ``nonlinearity=softplus`` and passes it to ``SampleLayer(..., nonlinearity=lambda x: x)``
+  (``parmesan/layers/sample.py``: ``z = mu + nonlinearity(log_var) * eps``), and ``LL_rec`` scores it with
+  ``parmesan/distributions.py`` ``log_normal(x, mean, std, eps=1e-5)`` (``std += eps``): despite its name
+  the head is a standard deviation ``sigma = softplus(a)``. Here ``sigma = softplus(a) + 1e-5`` is used for
+  both the sample and the density (the code samples with ``softplus(a)`` and scores with
+  ``softplus(a) + 1e-5``; the sample then has exactly the scored density, a 1e-5 change of scale);
+- ``z_low, z_high`` = (-6, 6) with ``reverse_z_low, reverse_z_high`` = (-1.5, 1.5): ``DEMO_mnist5.py``
+  puts ``LogisticFlowLayer(lo=-6., hi=6.)`` (``parmesan/layers/flow.py``: ``z = lo + (hi-lo) sigmoid(u)``,
+  log-det of the same map up to a ``1e-5`` inside the log) after q(z|x,y), while its unfeatured z's are
+  ``np.random.uniform(low=-1.5, high=1.5)``. The q box is also the forward prior's support
+  (``p(z) = U[z_low, z_high]^D``); the reverse box is where the unfeatured z's live (drawn in the loss
+  when the batch has no ``z_u``, and its uniform density is ``log p(z)`` of ``reverse='z_sampled'``).
 """
 
 from __future__ import annotations
@@ -97,6 +115,8 @@ _Y_PRIORS = ("categorical", "concrete")
 _FD_LOSSES = ("cross_entropy", "concrete_sample")
 _RD_INPUTS = ("mean", "hard_sample")
 _FD_CLIP = 1e-6  # the authors' code's KL clips probabilities to [1e-6, 1]
+_Z_SCALE_PARAMS = ("log_var", "softplus_std")
+_STD_EPS = 1e-5  # the authors' log_normal adds 1e-5 to the standard deviation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +129,13 @@ class Config:
       z_dim: ``D`` (2 in the paper; 50 for classic M2).
       z_space: ``'box'`` (Gaussian through the scaled sigmoid onto ``[z_low, z_high]^D``, uniform prior,
         single-sample KL) or ``'real'`` (Gaussian posterior, ``N(0, I)`` prior, closed-form KL).
-      z_low, z_high: the box (``-1.5, 1.5``).
+      z_low, z_high: the box of q(z|x,y) and of the prior p(z) (``-1.5, 1.5``; ``DEMO_mnist5.py``: -6, 6).
+      reverse_z_low, reverse_z_high: the box of the unfeatured z's drawn in the loss (None: ``z_low``,
+        ``z_high``; ``DEMO_mnist5.py``: -1.5, 1.5 inside q's [-6, 6]); must lie within ``[z_low, z_high]``.
+        Box only.
+      z_scale_param: what the second half of q(z|x,y)'s output layer is: ``'log_var'`` (a linear
+        log-variance, Kingma & Welling; the default) or ``'softplus_std'`` (``sigma = softplus(a) + 1e-5``,
+        the authors' ``M12.py`` at ``DEMO_mnist5.py``; see the module docstring).
       hidden_y, hidden_z, hidden_x: hidden sizes of the three nets (``(50, 50)``, ``(10, 10)``,
         ``(250, 500)``); each needs at least one layer.
       activation: ``'tanh'`` (paper), ``'relu'``, ``'softplus'`` or ``'elu'``.
@@ -162,6 +188,9 @@ class Config:
     rd_input: str = "mean"
     init_std: Optional[float] = None
     include_constants: bool = True
+    z_scale_param: str = "log_var"
+    reverse_z_low: Optional[float] = None
+    reverse_z_high: Optional[float] = None
 
     def __post_init__(self):
         for name in ("hidden_y", "hidden_z", "hidden_x"):
@@ -177,11 +206,24 @@ class Config:
         for name, allowed in (("z_space", _Z_SPACES), ("unlabeled", _UNLABELED), ("reverse", _REVERSE),
                               ("reverse_sample", _REVERSE_SAMPLES), ("relaxed_y_prior", _Y_PRIORS),
                               ("fd_loss", _FD_LOSSES), ("rd_input", _RD_INPUTS),
+                              ("z_scale_param", _Z_SCALE_PARAMS),
                               ("activation", tuple(_ACTIVATIONS))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
         if not (math.isfinite(self.z_low) and math.isfinite(self.z_high) and self.z_high > self.z_low):
             raise ValueError(f"need finite `z_low` < `z_high`; got {self.z_low!r}, {self.z_high!r}.")
+        for name in ("reverse_z_low", "reverse_z_high"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+                raise ValueError(f"`{name}` must be None or a finite number; got {v!r}.")
+        if self.z_space != "box" and (self.reverse_z_low is not None or self.reverse_z_high is not None):
+            raise ValueError(f"`reverse_z_low`/`reverse_z_high` apply to z_space='box' only; got z_space={self.z_space!r}.")
+        lo, hi = reverse_box(self)
+        if not (self.z_low <= lo < hi <= self.z_high):
+            raise ValueError(
+                f"need `z_low` <= `reverse_z_low` < `reverse_z_high` <= `z_high` (the unfeatured z's must lie in "
+                f"q(z|x,y)'s box); got reverse box ({lo!r}, {hi!r}) in ({self.z_low!r}, {self.z_high!r})."
+            )
         for name in ("temperature", "reverse_temperature", "init_gain"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -241,12 +283,18 @@ class InvertedSSVAE(nn.Module):
         return self.z_in_x(x)
 
     def z_head(self, hx, y):
-        """``hx [..., H]``, ``y [..., C]`` -> ``(loc, log_var)`` each ``[..., D]`` of the Gaussian z~."""
+        """``hx [..., H]``, ``y [..., C]`` -> ``(loc, log_var)`` each ``[..., D]`` of the Gaussian z~.
+
+        ``log_var`` is the layer output itself (``z_scale_param='log_var'``) or, for ``'softplus_std'``,
+        ``2 log(softplus(a) + 1e-5)`` of the layer output ``a``.
+        """
         h = self._act(hx + self.z_in_y(y))
         for layer in self.z_layers:
             h = self._act(layer(h))
         out = self.z_out(h)
         d = self.config.z_dim
+        if self.config.z_scale_param == "softplus_std":  # the head is sigma = softplus(a) (+ 1e-5)
+            return out[..., :d], 2.0 * jnp.log(jax.nn.softplus(out[..., d:]) + _STD_EPS)
         return out[..., :d], out[..., d:]
 
     def encode_z(self, x, y):
@@ -311,18 +359,34 @@ def z_posterior_log_prob(config: Config, z, loc, log_var):
 
 
 def _z_prior_sample(config: Config, key: PRNGKey, shape):
-    """``z ~ p(z)`` and ``log p(z)`` (``[B]``)."""
+    """An unfeatured ``z`` of the reverse stream and its log-density (``[B]``): ``N(0, I)`` (real) or
+    uniform on the reverse box (box; the q box unless ``reverse_z_low/high`` are set)."""
     if config.z_space == "real":
         z = jax.random.normal(key, shape)
         return z, jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1)
-    z = jax.random.uniform(key, shape, minval=config.z_low, maxval=config.z_high)
-    return z, jnp.full(shape[:-1], _log_pz(config))
+    lo, hi = reverse_box(config)
+    z = jax.random.uniform(key, shape, minval=lo, maxval=hi)
+    return z, jnp.full(shape[:-1], _log_pz_reverse(config))
+
+
+def reverse_box(config: Config) -> tuple[float, float]:
+    """``(low, high)`` of the unfeatured z's: ``reverse_z_low/high``, each defaulting to ``z_low/high``."""
+    lo = config.z_low if config.reverse_z_low is None else config.reverse_z_low
+    hi = config.z_high if config.reverse_z_high is None else config.reverse_z_high
+    return lo, hi
 
 
 def _log_pz(config: Config) -> float:
     if not config.include_constants:
         return 0.0
     return ss.log_uniform_box(config.z_dim, config.z_low, config.z_high)
+
+
+def _log_pz_reverse(config: Config) -> float:
+    """``log`` of the uniform density of the unfeatured z's on the reverse box."""
+    if not config.include_constants:
+        return 0.0
+    return ss.log_uniform_box(config.z_dim, *reverse_box(config))
 
 
 def _box(config: Config) -> bijectors.ScaledSigmoid:
@@ -558,7 +622,7 @@ def objective_terms(config: Config, params: PyTree, batch: dict, key: PRNGKey) -
             j_ru = ss.reverse_bound_z_observed(log_qy, log_qz, log_px, log_qx=log_qx)
         else:
             if log_pz is None:  # z given by the batch: its prior log-density
-                log_pz = (jnp.full(z.shape[:1], _log_pz(c)) if c.z_space == "box"
+                log_pz = (jnp.full(z.shape[:1], _log_pz_reverse(c)) if c.z_space == "box"
                           else jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1))
             j_ru = ss.reverse_bound(log_qy, log_qz, log_px, log_qx=log_qx, log_pz=log_pz)
 

@@ -316,3 +316,121 @@ def test_init_std_gives_a_normal_init_of_that_scale():
 def test_bad_code_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         m.Config(**kw)
+
+
+# ------------------------------------------- DEMO_mnist5.py-era options: softplus std, q box vs reverse box
+
+WIDE = dataclasses.replace(SMALL, z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
+
+
+def _np_log_normal_std(u, loc, std):
+    return -0.5 * np.log(2 * np.pi) - np.log(std) - (u - loc) ** 2 / (2 * std**2)
+
+
+def test_softplus_std_density_is_the_normal_density_of_that_std_through_the_box():
+    sp = dataclasses.replace(WIDE, z_scale_param="softplus_std")
+    params = _params(sp, seed=2)  # same parameter shapes in both modes
+    b = _batch(seed=3)
+    y1h = np.eye(10, dtype=np.float32)[b["y_l"]]
+    # the raw head output a: the 'log_var' mode returns the layer output as is
+    loc, a = (np.asarray(v, np.float64) for v in m._apply(WIDE, params, "encode_z", b["x_l"], y1h))
+    loc_sp, log_var_sp = m._apply(sp, params, "encode_z", b["x_l"], y1h)
+    np.testing.assert_array_equal(np.asarray(loc_sp), loc.astype(np.float32))
+    std = np.log1p(np.exp(a)) + 1e-5  # softplus(a) + the authors' 1e-5
+    np.testing.assert_allclose(np.exp(0.5 * np.asarray(log_var_sp, np.float64)), std, rtol=1e-5)
+    # log q(z|x,y) at a z in the [-6, 6] box, by hand: Normal(u; loc, std) minus the scaled-sigmoid log-det
+    z = np.random.default_rng(4).uniform(-5.5, 5.5, loc.shape)
+    p = (z + 6.0) / 12.0
+    u = np.log(p / (1 - p))
+    want = np.sum(_np_log_normal_std(u, loc, std) - np.log(12.0 * p * (1 - p)), axis=-1)
+    got = m.z_posterior_log_prob(sp, jnp.asarray(z, jnp.float32), loc_sp, log_var_sp)
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=1e-4, atol=1e-4)
+    # the same head read as a log-variance gives a different density: the option does act
+    other = np.sum(_np_log_normal_std(u, loc, np.exp(0.5 * a)) - np.log(12.0 * p * (1 - p)), axis=-1)
+    assert np.max(np.abs(other - want)) > 0.1
+    # the sampler: z = -6 + 12 sigmoid(loc + std * eps), kl = log q(z) - log U[-6, 6]^2
+    key = jax.random.key(8)
+    zs, kl = m._z_sample(sp, key, loc_sp, log_var_sp)
+    eps = np.asarray(jax.random.normal(key, loc.shape), np.float64)
+    us = loc + std * eps
+    np.testing.assert_allclose(np.asarray(zs), -6.0 + 12.0 / (1 + np.exp(-us)), rtol=1e-5, atol=1e-5)
+    ps = 1 / (1 + np.exp(-us))
+    want_kl = np.sum(_np_log_normal_std(us, loc, std) - np.log(12.0 * ps * (1 - ps)), -1) + 2 * np.log(12.0)
+    np.testing.assert_allclose(np.asarray(kl, np.float64), want_kl, rtol=1e-4, atol=1e-4)
+
+
+def test_reverse_box_draws_unfeatured_z_inside_it_and_scores_them_with_its_density():
+    z, log_pz = m._z_prior_sample(WIDE, jax.random.key(0), (4000, 2))
+    z = np.asarray(z)
+    assert np.all(np.abs(z) <= 1.5) and np.abs(z).max() > 1.4  # [-1.5, 1.5], not the q box [-6, 6]
+    np.testing.assert_allclose(np.asarray(log_pz), -2 * math.log(3.0), rtol=1e-6)
+    assert m.reverse_box(WIDE) == (-1.5, 1.5) and m.reverse_box(SMALL) == (-1.5, 1.5)
+    assert m.reverse_box(dataclasses.replace(SMALL, z_low=-6.0, z_high=6.0)) == (-6.0, 6.0)
+    # eq. 5 with a given z: -log p(z) uses the reverse box's density, not the q box's
+    rev = dataclasses.replace(WIDE, reverse="z_sampled")
+    full = dataclasses.replace(rev, reverse_z_low=None, reverse_z_high=None)
+    params, batch, key = _params(rev), _batch(z_u=True), jax.random.key(2)
+    d = m.objective_terms(rev, params, batch, key).j_ru - m.objective_terms(full, params, batch, key).j_ru
+    np.testing.assert_allclose(np.asarray(d), -2 * math.log(4.0), rtol=1e-5)
+    # the loss's own draws (no z_u) come from the reverse box too: they decode like z's inside it
+    t = m.objective_terms(dataclasses.replace(WIDE, reverse="z_sampled"), params, _batch(), key)
+    assert np.all(np.isfinite(np.asarray(t.j_ru)))
+
+
+def test_posterior_mean_uses_the_q_box():
+    params = _params(WIDE)
+    params = {**params, "z_params": {**params["z_params"], "bias": params["z_params"]["bias"].at[:2].set(3.0)}}
+    b = _batch()
+    z = np.asarray(m.z_posterior_mean(WIDE, params, b["x_l"], np.eye(10, dtype=np.float32)[b["y_l"]]))
+    loc = np.asarray(m._apply(WIDE, params, "encode_z", b["x_l"], np.eye(10, dtype=np.float32)[b["y_l"]])[0])
+    np.testing.assert_allclose(z, -6.0 + 12.0 / (1 + np.exp(-loc)), rtol=1e-5)
+    assert np.all(z > 1.5)  # outside the reverse box: the evaluation's z_bar is in q's [-6, 6]
+
+
+@pytest.mark.parametrize("overrides", [dict(z_scale_param="softplus_std"),
+                                       dict(z_scale_param="softplus_std", reverse="z_sampled"),
+                                       dict(z_scale_param="softplus_std", unlabeled="enumerate"),
+                                       dict(z_scale_param="softplus_std", z_space="real", reverse_z_low=None,
+                                            reverse_z_high=None, z_low=-1.5, z_high=1.5)],
+                         ids=["softplus", "softplus_z_sampled", "softplus_enumerate", "softplus_real"])
+def test_demo_mnist5_options_give_finite_loss_and_gradients(overrides):
+    cfg = dataclasses.replace(WIDE, **overrides)
+    params = _params(cfg)
+    for batch in (_batch(), _batch(z_u=True)):
+        loss, grads = jax.value_and_grad(lambda p: m.make_loss_fn(cfg)(p, {}, batch, jax.random.key(1)).loss)(params)
+        assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+# Losses of the pre-option code (commit d5d6c97) for SMALL, _batch(...), key 1 on CPU: existing runs unchanged.
+_GOLDEN_LOSSES = {
+    "default": ({}, False, "0x1.ccf2720000000p+5"),
+    "default_zu": ({}, True, "0x1.9d41b80000000p+5"),
+    "z_sampled": (dict(reverse="z_sampled"), False, "0x1.bb5e880000000p+5"),
+    "z_sampled_zu": (dict(reverse="z_sampled"), True, "0x1.8badcc0000000p+5"),
+    "enum_real": (dict(unlabeled="enumerate", z_space="real", z_dim=5, reverse="none"), None, "0x1.c85b780000000p+5"),
+}
+
+
+@pytest.mark.parametrize("name", list(_GOLDEN_LOSSES))
+def test_default_options_reproduce_the_previous_loss_bitwise(name):
+    ov, zu, want = _GOLDEN_LOSSES[name]
+    for extra in ({}, dict(z_scale_param="log_var")):  # the defaults, implicit and explicit
+        cfg = dataclasses.replace(SMALL, **ov, **extra)
+        batch = _batch(reverse=False) if zu is None else _batch(z_u=zu)
+        got = float(np.float32(m.make_loss_fn(cfg)(_params(cfg), {}, batch, jax.random.key(1)).loss))
+        if jax.default_backend() == "cpu":
+            assert got.hex() == want, (got, float.fromhex(want))
+        else:  # other backends round differently
+            np.testing.assert_allclose(got, float.fromhex(want), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(z_scale_param="std"), r"z_scale_param.*log_var.*softplus_std"),
+    (dict(reverse_z_low=-2.0), "reverse_z_low"),
+    (dict(z_low=-6.0, z_high=6.0, reverse_z_low=1.0, reverse_z_high=0.5), "reverse_z_low"),
+    (dict(reverse_z_high=float("nan")), "reverse_z_high"),
+    (dict(z_space="real", reverse_z_low=-1.0), "z_space='box' only"),
+])
+def test_bad_demo_mnist5_option_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        m.Config(**kw)
