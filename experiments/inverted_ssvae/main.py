@@ -22,7 +22,19 @@ Tasks (``data.task``):
   every image of digits 5-9 (``ce_59``), plus accuracies. ``ce_59_authors`` is the same with the authors'
   evaluation code (``DEMO_mnist5.py`` + ``plotting_mnist.py``): their matching rule
   (:func:`match_dims_argmax_first`) and their KL with probabilities clipped to ``[1e-6, 1]``
-  (:func:`clipped_ce`, at most about 13.8 nats per image).
+  (:func:`clipped_ce`, at most about 13.8 nats per image). ``z_bar`` and the decoding use the model's
+  own q box (``model.z_low``, ``model.z_high``; :func:`jaxvae.models.inverted_ssvae.z_posterior_mean`).
+
+  Options closer to the authors' ``examples/DEMO_mnist5.py`` (defaults: the behaviour above):
+  ``data.pixels='grey'`` keeps the grey levels ``x/255`` in [0, 1] as Bernoulli targets, as its
+  ``load_data(binary=False)`` (``examples/datasets/load_mnist.py``: ``if binary: x = np.round(x)``);
+  ``data.unfeatured_z='fixed'`` makes the unfeatured set 10 fixed ``(y, z)`` pairs, the 10 corners with
+  one z each drawn once (:func:`fixed_unfeatured_z`, from ``data.data_seed``) uniformly on the model's
+  reverse box (``model.reverse_z_low/high``), tiled to the batch like the corners: ``DEMO_mnist5.py``
+  draws ``data['z2'] = np.random.uniform(-1.5, 1.5, size=(train_y.shape[0], 2))`` once for its
+  ``train_y`` = the 10 corners (``load_mnist.load_data``: ``y_unsup = I``), and ``S2S_DGM.py``
+  ``SSDGM._get_slice`` fills each 10,000 batch by wrapping around those 10 rows (``_shuffle_data``
+  permutes y and z together, so the pairs stay fixed).
 - ``'m2_100'``: 10 labeled images per class from the 60k train set (fixed by ``data.data_seed``), all
   60k train images unlabeled, classic M2 (``model.unlabeled='enumerate'``, ``model.z_space='real'``);
   evaluation: test error of argmax q(y|x) on the 10k test set.
@@ -56,6 +68,10 @@ from jaxvae.train.state import TrainState
 from jaxvae.train.steps import create_train_state, make_train_step
 
 
+_PIXELS = ("binary", "grey")
+_UNFEATURED_Z = ("fresh", "fixed")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Data streams.
@@ -67,7 +83,12 @@ class DataConfig:
       labeled_per_class: m2_100: labeled images per class.
       corner_high: the unfeatured "close corner" value (0.95).
       batch_labeled, batch_unlabeled, batch_unfeatured: per-stream batch sizes (0 drops the unfeatured stream).
-      data_seed: seed of the data construction and of the batch order.
+      data_seed: seed of the data construction and of the batch order (and of the fixed unfeatured z's).
+      pixels: ``'binary'`` (images rounded to {0, 1}, Gemp et al.'s static binarisation; the default) or
+        ``'grey'`` (``x/255`` in [0, 1] used directly as Bernoulli targets, the authors' ``DEMO_mnist5.py``).
+        Applies to every image of the task (training streams and evaluation).
+      unfeatured_z: ``'fresh'`` (no ``z_u`` in the batch: the loss draws z anew each step; the default) or
+        ``'fixed'`` (each corner paired with one z drawn once, :func:`fixed_unfeatured_z`; the authors' code).
     """
 
     task: str = "untapped"
@@ -79,6 +100,13 @@ class DataConfig:
     batch_unlabeled: int = 1000
     batch_unfeatured: int = 1000
     data_seed: int = 0
+    pixels: str = "binary"
+    unfeatured_z: str = "fresh"
+
+    def __post_init__(self):
+        for name, allowed in (("pixels", _PIXELS), ("unfeatured_z", _UNFEATURED_Z)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`data.{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +156,9 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     """The task's arrays: ``labeled`` {x_l, y_l}, ``unlabeled`` {x_u}, ``corners`` [C, C], and eval sets."""
     m = load_mnist() if mnist is None else mnist
     rng = np.random.default_rng(cfg.data_seed)
+    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
     if cfg.task == "untapped":
-        x_all = binarize_round(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+        x_all = images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
         y_all = np.concatenate([m.y_train, m.y_test]).astype(np.int32)
         lab = y_all < cfg.labeled_digits
         out = {
@@ -139,14 +168,14 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
             "eval_test_mask": np.arange(len(x_all))[~lab] >= len(m.x_train),
         }
     elif cfg.task == "m2_100":
-        x_tr = binarize_round(to_unit_float(m.x_train))
+        x_tr = images(to_unit_float(m.x_train))
         y_tr = m.y_train.astype(np.int32)
         idx = np.concatenate([rng.choice(np.flatnonzero(y_tr == c), cfg.labeled_per_class, replace=False)
                               for c in range(10)])
         out = {
             "labeled": {"x_l": x_tr[idx], "y_l": y_tr[idx]},
             "unlabeled": {"x_u": x_tr},
-            "eval_x": binarize_round(to_unit_float(m.x_test)), "eval_y": m.y_test.astype(np.int32),
+            "eval_x": images(to_unit_float(m.x_test)), "eval_y": m.y_test.astype(np.int32),
         }
     else:
         raise ValueError(f"`data.task` must be 'untapped' or 'm2_100'; got {cfg.task!r}.")
@@ -154,20 +183,47 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     return out
 
 
+def fixed_unfeatured_z(cfg: DataConfig, model_cfg: model_lib.Config, num: int = 10) -> np.ndarray:
+    """The ``num`` z's of the fixed unfeatured set (``data.unfeatured_z='fixed'``), float32 ``[num, D]``.
+
+    Drawn once from ``data.data_seed`` (a generator of its own, so the other data are unchanged): uniform
+    on the model's reverse box (:func:`jaxvae.models.inverted_ssvae.reverse_box`) for ``z_space='box'``,
+    ``N(0, I)`` for ``'real'``. Every model seed trained together sees the same set (the authors'
+    ``DEMO_mnist5.py`` draws it once per run with ``np.random.uniform(-1.5, 1.5)``).
+    """
+    rng = np.random.default_rng([cfg.data_seed, 0x5A])
+    shape = (num, model_cfg.z_dim)
+    if model_cfg.z_space == "real":
+        return rng.standard_normal(shape).astype(np.float32)
+    lo, hi = model_lib.reverse_box(model_cfg)
+    z = rng.uniform(lo, hi, shape).astype(np.float32)
+    # strictly inside the (closed) box after the float32 cast, as the loss requires
+    return np.clip(z, np.nextafter(np.float32(lo), np.float32(hi)), np.nextafter(np.float32(hi), np.float32(lo)))
+
+
 class StreamIterator:
     """Zips the labeled and unlabeled :class:`BatchIterator` s and the (constant) unfeatured batch.
 
-    Yields ``{'x_l', 'y_l', 'x_u'[, 'y_u']}``; resumable through ``get_state``/``set_state``.
+    Yields ``{'x_l', 'y_l', 'x_u'[, 'y_u'[, 'z_u']]}``; resumable through ``get_state``/``set_state``.
+    The unfeatured batch is the corners tiled to ``batch_unfeatured`` rows and, with
+    ``unfeatured_z='fixed'`` (which needs ``model_cfg``), the fixed z's tiled alike (row ``i`` pairs corner
+    ``i mod C`` with z ``i mod C``).
     """
 
-    def __init__(self, data: Mapping[str, Any], cfg: DataConfig, *, with_unfeatured: bool, tau_schedule=None):
+    def __init__(self, data: Mapping[str, Any], cfg: DataConfig, *, with_unfeatured: bool, tau_schedule=None,
+                 model_cfg: model_lib.Config | None = None):
         self.lab = BatchIterator(data["labeled"], min(cfg.batch_labeled, len(data["labeled"]["y_l"])),
                                  seed=cfg.data_seed)
         self.unl = BatchIterator(data["unlabeled"], cfg.batch_unlabeled, seed=cfg.data_seed + 1)
-        self.y_u = None
+        self.y_u = self.z_u = None
         if with_unfeatured:
             reps = math.ceil(cfg.batch_unfeatured / len(data["corners"]))
             self.y_u = np.tile(data["corners"], (reps, 1))[: cfg.batch_unfeatured]
+            if cfg.unfeatured_z == "fixed":
+                if model_cfg is None:
+                    raise ValueError("data.unfeatured_z='fixed' needs `model_cfg` (for the z box and z_dim).")
+                z0 = fixed_unfeatured_z(cfg, model_cfg, len(data["corners"]))
+                self.z_u = np.tile(z0, (reps, 1))[: cfg.batch_unfeatured]
         self.tau_schedule = tau_schedule
         self.t = 0
 
@@ -178,6 +234,8 @@ class StreamIterator:
         b = {**next(self.lab), **next(self.unl)}
         if self.y_u is not None:
             b["y_u"] = self.y_u
+        if self.z_u is not None:
+            b["z_u"] = self.z_u
         if self.tau_schedule is not None:
             b["temperature"] = np.float32(self.tau_schedule(self.t))
         self.t += 1
@@ -397,7 +455,9 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
 
             sched = exponential_decay_temperature(mcfg.temperature, cfg.run.tau_decay_rate,
                                                   min(cfg.run.tau_floor, mcfg.temperature))
-        it = StreamIterator(data, cfg.data, with_unfeatured=variant != "none", tau_schedule=sched)
+        it = StreamIterator(data, cfg.data, with_unfeatured=variant != "none", tau_schedule=sched, model_cfg=mcfg)
+        if it.z_u is not None:
+            results.setdefault("fixed_unfeatured_z", {})[name] = it.z_u[: len(data["corners"])].tolist()
         step = make_multi_seed_step(loss_fn, optimizer)
         t0 = time.time()
         run_cfg = _to_dict(cfg)

@@ -1,6 +1,7 @@
 """Tests of the untapped / M2 experiment driver (experiments/inverted_ssvae/main.py)."""
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -10,6 +11,7 @@ import pytest
 
 from experiments import _cli
 from experiments.inverted_ssvae import main as E
+from jaxvae.data.mnist import binarize_round, to_unit_float
 from jaxvae.models import inverted_ssvae as m
 from jaxvae.train.optim import OptimizerConfig, make_optimizer
 from jaxvae.train.steps import create_train_state, make_train_step
@@ -96,7 +98,7 @@ def test_stream_iterator_yields_three_streams_and_resumes():
 
 def test_configs_load_and_bad_override_is_rejected(tmp_path):
     for name in ("untapped", "m2_100", "smoke", "untapped_full", "untapped_full_codeweights",
-                 "untapped_full_codeinit"):
+                 "untapped_full_codeinit", "untapped_full_codefull"):
         cfg = _cli.load_config(os.path.join(CONFIGS, f"{name}.py"))
         assert isinstance(cfg, E.ExperimentConfig)
     cfg, wd = _cli.parse(["--config", os.path.join(CONFIGS, "untapped.py"), "--workdir", str(tmp_path),
@@ -107,12 +109,131 @@ def test_configs_load_and_bad_override_is_rejected(tmp_path):
     assert (code.fd_loss, code.rd_input, code.init_std) == ("concrete_sample", "hard_sample", None)
     init = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).model
     assert init == dataclasses.replace(code, init_std=0.001)
+    full = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codefull.py"))
+    assert full.model == dataclasses.replace(init, z_scale_param="softplus_std", z_low=-6.0, z_high=6.0,
+                                             reverse_z_low=-1.5, reverse_z_high=1.5)
+    init_data = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).data
+    assert full.data == dataclasses.replace(init_data, pixels="grey", unfeatured_z="fixed")
     with pytest.raises(ValueError, match="reverse"):
         _cli.apply_overrides(cfg, ["model.reverse=sideways"])
     with pytest.raises(ValueError, match="num_step"):
         _cli.apply_overrides(cfg, ["run.num_step=3"])
     with pytest.raises(ValueError):
         E.build_data(dataclasses.replace(E.DataConfig(), task="cifar"), mnist=object())
+
+
+class _FakeMnist:
+    """400 random uint8 "images" (300 train, 100 test) with random labels."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.x_train = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
+        self.y_train = rng.integers(0, 10, 300).astype(np.uint8)
+        self.x_test = rng.integers(0, 256, (100, 28, 28), dtype=np.uint8)
+        self.y_test = rng.integers(0, 10, 100).astype(np.uint8)
+
+
+def _hash(tree):
+    s = hashlib.sha256()
+    for k in sorted(tree):
+        v = tree[k]
+        if isinstance(v, dict):
+            s.update(_hash(v).encode())
+        else:
+            s.update(k.encode())
+            s.update(np.ascontiguousarray(v).tobytes())
+    return s.hexdigest()[:16]
+
+
+def _small_data_cfg(task="untapped", **kw):
+    base = dict(task=task, num_unlabeled=50, batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15,
+                labeled_per_class=2)
+    return E.DataConfig(**{**base, **kw})
+
+
+# Hashes of build_data and of the first three batches from the code before the pixels / unfeatured_z
+# options (commit d5d6c97), for the default DataConfig: existing runs see the same data.
+_GOLDEN_DATA = {
+    "untapped": ("068b7ed6c2f47f82", ["38f67df5aac5a8c9", "1257fda0e6fad345", "bf58918b41ffb294"]),
+    "m2_100": ("eb5ec8d024776b99", ["7357aa6abe8a7544", "47337e772ba9032a", "904b3af9868fb15b"]),
+}
+
+
+@pytest.mark.parametrize("task", ["untapped", "m2_100"])
+def test_default_data_options_reproduce_the_previous_data_and_batches(task):
+    dc = _small_data_cfg(task)
+    assert (dc.pixels, dc.unfeatured_z) == ("binary", "fresh")
+    d = E.build_data(dc, mnist=_FakeMnist())
+    it = E.StreamIterator(d, dc, with_unfeatured=True, model_cfg=m.Config())
+    assert _hash(d) == _GOLDEN_DATA[task][0]
+    assert [_hash(next(it)) for _ in range(3)] == _GOLDEN_DATA[task][1]
+    assert it.z_u is None
+
+
+@pytest.mark.parametrize("task", ["untapped", "m2_100"])
+def test_grey_pixels_are_the_unrounded_images_in_unit_interval(task):
+    fake = _FakeMnist()
+    binary = E.build_data(_small_data_cfg(task), mnist=fake)
+    grey = E.build_data(_small_data_cfg(task, pixels="grey"), mnist=fake)
+    for k, sub in (("labeled", "x_l"), ("unlabeled", "x_u")):
+        g = grey[k][sub]
+        assert g.dtype == np.float32 and g.min() >= 0.0 and g.max() <= 1.0
+        assert np.mean((g > 0) & (g < 1)) > 0.5  # not binary
+        # the same images, same order: rounding the grey ones gives the binary data set
+        np.testing.assert_array_equal(binarize_round(g), binary[k][sub])
+    np.testing.assert_array_equal(binarize_round(grey["eval_x"]), binary["eval_x"])
+    assert np.mean((grey["eval_x"] > 0) & (grey["eval_x"] < 1)) > 0.5  # evaluation images are grey too
+    np.testing.assert_array_equal(grey["labeled"]["y_l"], binary["labeled"]["y_l"])
+    src = np.concatenate([fake.x_train, fake.x_test]) if task == "untapped" else fake.x_train
+    np.testing.assert_allclose(np.sort(grey["labeled"]["x_l"].ravel())[-5:],
+                               np.sort(to_unit_float(src).ravel())[-5:])
+
+
+def test_fixed_unfeatured_set_repeats_the_same_ten_pairs_across_steps_and_batches():
+    wide = m.Config(z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
+    dc = _small_data_cfg(unfeatured_z="fixed", batch_unfeatured=25)
+    d = E.build_data(dc, mnist=_FakeMnist())
+    it = E.StreamIterator(d, dc, with_unfeatured=True, model_cfg=wide)
+    batches = [next(it) for _ in range(4)]
+    z0 = E.fixed_unfeatured_z(dc, wide)
+    assert z0.shape == (10, 2) and z0.dtype == np.float32
+    assert np.all(np.abs(z0) < 1.5) and len(np.unique(z0)) == 20  # the reverse box, 10 distinct z's
+    for b in batches:
+        assert b["z_u"].shape == (25, 2) and b["y_u"].shape == (25, 10)
+        for i in range(25):  # row i pairs corner i mod 10 with z i mod 10, in every batch
+            np.testing.assert_array_equal(b["z_u"][i], z0[i % 10])
+            np.testing.assert_array_equal(b["y_u"][i], m.corner_labels()[i % 10])
+    # the same set for another iterator (another variant) and after a resume; another data seed differs
+    again = E.StreamIterator(d, dc, with_unfeatured=True, model_cfg=wide)
+    again.set_state(it.get_state())
+    np.testing.assert_array_equal(next(again)["z_u"], batches[0]["z_u"])
+    other = E.fixed_unfeatured_z(dataclasses.replace(dc, data_seed=1), wide)
+    assert not np.allclose(other, z0)
+    # the fixed set leaves the labeled / unlabeled streams as they were
+    fresh = E.StreamIterator(d, dataclasses.replace(dc, unfeatured_z="fresh"), with_unfeatured=True)
+    b_fresh = next(fresh)
+    assert "z_u" not in b_fresh
+    for k in ("x_l", "y_l", "x_u"):
+        np.testing.assert_array_equal(b_fresh[k], batches[0][k])
+    # the loss takes the fixed pairs (z inside q's [-6, 6] box)
+    small = dataclasses.replace(wide, hidden_y=(4,), hidden_z=(4,), hidden_x=(4,))
+    out = m.make_loss_fn(small)(m.init(small, jax.random.key(0))[0], {}, batches[0], jax.random.key(1))
+    assert np.isfinite(float(out.loss)) and np.isfinite(float(out.metrics["j_ru"]))
+    # real z-space: N(0, I) draws
+    zr = E.fixed_unfeatured_z(dc, m.Config(z_space="real", z_dim=5))
+    assert zr.shape == (10, 5) and np.abs(zr).max() > 1.0
+    with pytest.raises(ValueError, match="model_cfg"):
+        E.StreamIterator(d, dc, with_unfeatured=True)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(pixels="gray"), r"data\.pixels.*binary.*grey"),
+                                       (dict(unfeatured_z="once"), r"data\.unfeatured_z.*fresh.*fixed")])
+def test_bad_data_option_raises_value_error(kw, match):
+    with pytest.raises(ValueError, match=match):
+        E.DataConfig(**kw)
+    cfg = _cli.load_config(os.path.join(CONFIGS, "untapped.py"))
+    with pytest.raises(ValueError, match=match):
+        _cli.apply_overrides(cfg, [f"data.{k}={v}" for k, v in kw.items()])
 
 
 @pytest.mark.slow
