@@ -217,7 +217,8 @@ class Config:
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 raise ValueError(f"`{name}` must be None or a finite number; got {v!r}.")
         if self.z_space != "box" and (self.reverse_z_low is not None or self.reverse_z_high is not None):
-            raise ValueError(f"`reverse_z_low`/`reverse_z_high` apply to z_space='box' only; got z_space={self.z_space!r}.")
+            raise ValueError("`reverse_z_low`/`reverse_z_high` apply to z_space='box' only; "
+                             f"got z_space={self.z_space!r}.")
         lo, hi = reverse_box(self)
         if not (self.z_low <= lo < hi <= self.z_high):
             raise ValueError(
