@@ -1,6 +1,6 @@
 # Shared set-up of the lent-GPU session scripts (sourced, not run): the clock, the log, the carried wheels
 # (that machine has no package index) and a record of the versions and the GPU.
-# Needs OUT (results folder); defines START, LOG, elapsed, say.
+# Needs OUT (results folder) and TOTAL (seconds); defines START, LOG, elapsed, say, finish.
 START=$(date +%s)
 OUT=${OUT:?set OUT}
 mkdir -p "$OUT" /tmp/runs
@@ -27,3 +27,16 @@ print("devices", jax.devices())
 EOF
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >>"$LOG" 2>&1
 say "setup done"
+
+# finish MARGIN: wait for the background jobs until MARGIN seconds before TOTAL, stop what is left (SIGTERM:
+# the engine checkpoints), then pack the run folders (no checkpoints, no event files) into $OUT/runs.tgz.
+finish() {
+  local margin=$1
+  while [ "$(jobs -rp | wc -l)" -gt 0 ] && [ "$(elapsed)" -lt $(( TOTAL - margin )) ]; do sleep 2; done
+  say "jobs still running at the end: $(jobs -rp | wc -l)"
+  for p in $(jobs -rp); do kill -TERM "$p" 2>/dev/null; done
+  sleep 3
+  nvidia-smi >>"$LOG" 2>&1
+  (cd /tmp/runs && tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='events.out.*' . 2>>"$LOG")
+  say "done"
+}

@@ -76,11 +76,4 @@ python3 -m experiments.inverted_ssvae.main --config experiments/inverted_ssvae/c
   --set run.sync_every=100 --set run.log_every=1000 --set run.checkpoint_every=1000000 \
   >"$OUT/m2_100_long.log" 2>&1 &
 
-# wait for the jobs, but leave 15 s to pack the results
-while [ "$(jobs -rp | wc -l)" -gt 0 ] && [ "$(elapsed)" -lt $(( TOTAL - 15 )) ]; do sleep 2; done
-say "jobs still running at the end: $(jobs -rp | wc -l)"
-for p in $(jobs -rp); do kill -TERM "$p" 2>/dev/null; done
-sleep 3
-nvidia-smi >>"$LOG" 2>&1
-cd /tmp/runs && tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='events.out.*' . 2>>"$LOG"
-say "done"
+finish 15

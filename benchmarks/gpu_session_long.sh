@@ -32,10 +32,4 @@ for c in default baseline_vae; do
     --set train.sync_every=100 --set train.checkpoint_every=1000000 --set train.log_every=6000 \
     --set train.time_limit_s=$TRAIN_S >"$OUT/rhvae_$c.log" 2>&1 &
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ] && [ "$(elapsed)" -lt $(( TOTAL - 10 )) ]; do sleep 2; done
-say "jobs still running at the end: $(jobs -rp | wc -l)"
-for p in $(jobs -rp); do kill -TERM "$p" 2>/dev/null; done
-sleep 3
-nvidia-smi >>"$LOG" 2>&1
-cd /tmp/runs && tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='events.out.*' . 2>>"$LOG"
-say "done"
+finish 10
