@@ -144,9 +144,13 @@ UNACCEPTED_FLAGSETS: dict[str, dict] = {
     "mlir_tiling_and_fusion": {"xla_cpu_enable_mlir_tiling_and_fusion": True},
 }
 
-# numerics check: a variant is rejected when it moves the loss, a gradient leaf (relative L2) or a
-# per-example eval output by more than this (float32 noise between matmul orders is ~1e-6 here)
-NUMERICS_TOL = 1e-4
+# Numerics check, relative to the reference (same keys, XLA defaults). Gradients: the relative L2
+# difference of each leaf. Two exact float32 matmul libraries already differ by 5e-5 (1.6e-4 for the
+# worst element relative to its leaf's largest) at batch 8192 here (``ynn_off`` against YNNPACK;
+# 2e-7 at 1024): a batch-mean gradient sums 8192 terms that largely cancel, so the accumulation
+# order shows. Fast math moved gradients by ~1e-2. Loss and per-example eval outputs: float32
+# rounding only.
+NUMERICS_TOL = {"grads_l2": 1e-3, "other": 1e-5}
 
 
 def RECOMMENDED(batch_size: int) -> list[str]:
@@ -495,8 +499,10 @@ def max_rel_diff(a: dict, b: dict) -> dict:
 
 
 def numerics_ok(diff: dict) -> bool:
-    """Within float32 noise of the reference: every relative difference at most ``NUMERICS_TOL``."""
-    return bool(diff) and max(diff.values()) <= NUMERICS_TOL
+    """Within float32 noise of the reference (``NUMERICS_TOL``; the worst single gradient element,
+    ``grads``, is reported but not judged: it is relative to its leaf's largest element)."""
+    judged = {k: v for k, v in diff.items() if k != "grads"}
+    return bool(judged) and all(v <= NUMERICS_TOL.get(k, NUMERICS_TOL["other"]) for k, v in judged.items())
 
 
 def time_loops_cpu(fns, *, steps: int, repeats: int, warmup: int = 3):
@@ -519,8 +525,16 @@ def time_loops_cpu(fns, *, steps: int, repeats: int, warmup: int = 3):
     return times, busy
 
 
+def program_text(compiled) -> str:
+    """The optimized, scheduled HLO without source metadata (file/line tables, ``metadata={...}``),
+    which changes with where the function was traced from, not with the program."""
+    lines = [ln for ln in compiled.as_text().splitlines()
+             if not re.match(r"(\d+ |FileNames|FunctionNames|FileLocations|StackFrames)", ln)]
+    return re.sub(r", metadata=\{[^{}]*\}", "", "\n".join(lines))
+
+
 def _hlo_facts(compiled) -> dict:
-    text = compiled.as_text()
+    text = program_text(compiled)
     return {"hlo_sha1": hashlib.sha1(text.encode()).hexdigest()[:12], "hlo_dots": len(re.findall(r"\bdot\(", text)),
             "hlo_fusions": len(re.findall(r"\bfusion\(", text))}
 
@@ -535,6 +549,8 @@ def check_only(spec: str, batch_size: int, mode: str) -> dict:
     if spec != "default":
         diff = max_rel_diff(check(), reference_check(spec, batch_np, mode))
         rec.update(numerics_max_rel_diff=diff, numerics_ok=numerics_ok(diff))
+        default_text = program_text(build_variant("default", batch_np, mode)[2].compiled)
+        rec["same_hlo_as_default"] = program_text(check.compiled) == default_text
     return rec
 
 
@@ -544,7 +560,6 @@ def screen(specs, batch_sizes, modes, emit, env, timeout_s: int = 600) -> list[d
     out = []
     for batch_size in batch_sizes:
         for mode in modes:
-            default_sha = None
             for spec in ["default"] + [s for s in specs if s != "default"]:
                 v = parse_variant(spec)
                 if not v.fits(batch_size):
@@ -564,10 +579,6 @@ def screen(specs, batch_sizes, modes, emit, env, timeout_s: int = 600) -> list[d
                     err = [ln for ln in (stderr or "").splitlines() if ln.strip()]
                     rec = dict(variant=spec, mode=mode, batch_size=batch_size, compiler_options=v.compiler_options,
                                compiled=False, returncode=rc, error=" | ".join(err[-3:])[-600:])
-                if spec == "default" and rec.get("compiled"):
-                    default_sha = rec["hlo_sha1"]
-                if rec.get("compiled") and spec != "default":
-                    rec["same_hlo_as_default"] = rec["hlo_sha1"] == default_sha
                 rec = dict(env, bench="cpu_tuning_screen", model=MODEL_NAME,
                            xla_flags=xla_flags_spelling(v.compiler_options), screen_wall_s=time.perf_counter() - t0, **rec)
                 emit(rec)
