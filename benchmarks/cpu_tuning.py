@@ -48,6 +48,21 @@ the dots to XLA's own Eigen-based emitter, which is faster here for the MLP VAE'
 ``ynn_off`` here; fusing elementwise ops into YNNPACK (``ynn_eltwise``) slows the train step; fast math
 changes the loss gradient by ~1e-2 (rejected); oneDNN fusions crash the train step on this CPU.
 
+Second round (2026-11-26 17:30-17:50 UTC, results/cpu_4.jsonl; the machine's other jobs had ended,
+load 0.6 before the first run, 1.2-2.1 during them, this process included; both JAX and PyTorch ran
+slower than in the first round, and single pair ratios spread from 0.4 to 1.4, so read medians).
+Options: ``sched_conc``, ``sched_conc_flag``, ``eigen_1thread`` (with YNNPACK dots),
+``codegen_split1``, ``tiling_prop`` and ``fast_runtime`` compile to the same HLO as ``default``
+(the default scheduler already picks the concurrency-optimized schedule) and time within noise of it;
+``sched_mem`` is 0.84x default; ``no_fusion_emitters`` is no better; the three
+:data:`UNACCEPTED_FLAGSETS` are refused. No option changes how much of the two cores the step uses
+(``cores_busy_median`` ~1.6 of 2 for JAX against ~1.9 for PyTorch). What does: ``+splitK``, the
+step as K independent branches: cores busy 1.8-1.9, train step 1.2x (batch 1024, K=4) to 1.44x
+(batch 8192, K=8, ``ynn_off``) the untuned step. JAX/PyTorch pairwise medians: batch 1024
+``ynn_off+split4`` 1.01 (``default`` 0.81), batch 8192 ``ynn_off+split8`` 0.91 (``default`` 0.63);
+eval at 8192: ``ynn_off+split4`` 1.05, ``ynn_off`` 1.01, ``default`` 0.94. All passed the numerics
+check (gradients within 1.3e-4 relative L2 of the reference at 8192, 2e-7 at 1024).
+
 Every timed record also carries ``cores_busy_median`` (process CPU time over wall time per loop:
 how many of the cores the step kept busy, a spinning idle worker counting as busy; the PyTorch twin's
 as ``torch_cores_busy_median``), the load average before and after, and facts of the compiled
