@@ -272,7 +272,8 @@ def test_concrete_sample_fd_loss_matches_its_definition_and_upper_bounds_the_cro
     cfg = dataclasses.replace(SMALL, fd_loss="concrete_sample")
     params, batch = _params(cfg), _batch(b=200)
     key = jax.random.key(5)
-    t = m.objective_terms(cfg, params, batch, key)
+    terms = jax.jit(m.objective_terms, static_argnums=0)  # compiled: eager dispatch made this test take ~1 min
+    t = terms(cfg, params, batch, key)
     # by hand: the Concrete sample drawn from fold_in(k_l, 1), k_l the first of three subkeys
     k_l = jax.random.split(key, 3)[0]
     logits = m.classify(cfg, params, batch["x_l"])
@@ -281,11 +282,11 @@ def test_concrete_sample_fd_loss_matches_its_definition_and_upper_bounds_the_cro
     want = -np.maximum(np.asarray(log_ys)[np.arange(200), batch["y_l"]], np.log(1e-6))
     np.testing.assert_allclose(np.asarray(t.j_fd), want, rtol=1e-5, atol=1e-6)
     # E_g[-log softmax(l + g)_k] >= -log softmax(l)_k (Jensen): the mean over 200 draws must exceed the CE
-    ce = m.objective_terms(SMALL, params, batch, key).j_fd
-    many = jax.vmap(lambda k: m.objective_terms(cfg, params, batch, k).j_fd)(jax.random.split(key, 64))
+    ce = terms(SMALL, params, batch, key).j_fd
+    many = jax.jit(jax.vmap(lambda k: m.objective_terms(cfg, params, batch, k).j_fd))(jax.random.split(key, 64))
     assert float(jnp.mean(many)) > float(jnp.mean(ce))
     # the labeled bound sees the same noise as with the cross-entropy
-    np.testing.assert_array_equal(np.asarray(t.j_fl), np.asarray(m.objective_terms(SMALL, params, batch, key).j_fl))
+    np.testing.assert_array_equal(np.asarray(t.j_fl), np.asarray(terms(SMALL, params, batch, key).j_fl))
 
 
 def test_hard_sample_rd_term_has_no_gradient_and_mean_rd_term_has_one():
@@ -397,7 +398,8 @@ def test_demo_mnist5_options_give_finite_loss_and_gradients(overrides):
     cfg = dataclasses.replace(WIDE, **overrides)
     params = _params(cfg)
     for batch in (_batch(), _batch(z_u=True)):
-        loss, grads = jax.value_and_grad(lambda p: m.make_loss_fn(cfg)(p, {}, batch, jax.random.key(1)).loss)(params)
+        loss, grads = jax.jit(jax.value_and_grad(
+            lambda p: m.make_loss_fn(cfg)(p, {}, batch, jax.random.key(1)).loss))(params)
         assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
