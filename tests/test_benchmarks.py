@@ -86,3 +86,15 @@ def test_iw_only_runs_just_the_iw_comparison_at_the_sizes_asked(tmp_path):
 def test_iw_flags_refuse_contradictions(argv):
     with pytest.raises(SystemExit, match="iw"):
         bench.main(argv)
+
+
+def test_split_check_reports_the_three_steps_and_refuses_bad_sizes(capsys):
+    import split_check
+
+    split_check.main(["8", "2", "--repeats", "1"])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "ex/s" in ln]
+    assert [ln.split()[0] for ln in lines] == ["one_pass", "microbatch_scan", "split_branches"]
+    assert lines[0].rstrip().endswith("1.000x one pass")
+    for argv in (["8", "3"], ["8", "1"], ["0", "2"]):
+        with pytest.raises(SystemExit, match="pieces"):
+            split_check.main(argv)
