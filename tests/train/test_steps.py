@@ -356,12 +356,13 @@ def _deterministic_loss(params, model_state, batch, key):
     return LossOutput(loss, {"mse": loss, "max_err": jnp.max(jnp.abs(err))}, ms)
 
 
+@pytest.mark.parametrize("mode", ["scan", "branches"])
 @pytest.mark.parametrize("microbatch", [4, 8, 16])
-def test_microbatch_gives_the_full_batch_gradient(microbatch):
+def test_microbatch_gives_the_full_batch_gradient(microbatch, mode):
     opt = _adam()
     batch = _data()  # B = 16
     full = make_train_step(_deterministic_loss, opt, donate=False)
-    split = make_train_step(_deterministic_loss, opt, donate=False, microbatch=microbatch)
+    split = make_train_step(_deterministic_loss, opt, donate=False, microbatch=microbatch, microbatch_mode=mode)
     st_a, st_b = _state(opt), _state(opt)
     for _ in range(4):
         st_a, m_a = full(st_a, batch)
@@ -386,8 +387,32 @@ def test_microbatch_slices_draw_independent_noise():
     assert int(st.step) == 1
 
 
+def test_microbatch_branches_match_the_scan_draw_for_draw():
+    # the same slices and keys fold_in(key, i): a noisy loss gives the scan's loss, metrics and params
+    opt = _adam()
+    scan = make_train_step(noisy_regression_loss, opt, donate=False, microbatch=4)
+    branches = make_train_step(noisy_regression_loss, opt, donate=False, microbatch=4, microbatch_mode="branches")
+    st_a, st_b = _state(opt), _state(opt)
+    for _ in range(3):
+        st_a, m_a = scan(st_a, _data())
+        st_b, m_b = branches(st_b, _data())
+        for name in m_a:
+            np.testing.assert_allclose(float(m_b[name]), float(m_a[name]), rtol=1e-5, err_msg=name)
+    for k in st_a.params:
+        np.testing.assert_allclose(np.asarray(st_b.params[k]), np.asarray(st_a.params[k]), rtol=1e-5, atol=1e-6)
+    # the scan is a loop in the compiled program; the branches are not (traced side by side). A loss
+    # without draws, so that no random-bits loop is left in the optimized program.
+    def compiled(mode):
+        step = make_train_step(_deterministic_loss, opt, donate=False, microbatch=4, microbatch_mode=mode)
+        return step.fn.lower(_state(opt), _data()).compile().as_text()
+
+    assert " while(" in compiled("scan") and " while(" not in compiled("branches")
+
+
 def test_microbatch_errors():
     opt = _adam()
+    with pytest.raises(ValueError, match="microbatch_mode"):
+        make_train_step(_deterministic_loss, opt, microbatch=4, microbatch_mode="unrolled")
     with pytest.raises(ValueError, match="microbatch"):
         make_train_step(_deterministic_loss, opt, microbatch=0)
     with pytest.raises(ValueError, match="microbatch"):
