@@ -62,6 +62,8 @@ class Built:
 COMPILER_OPTIONS: dict | None = None
 # Train-step micro-batch (``--microbatch``): used for batches it divides and is smaller than.
 MICROBATCH: int | None = None
+# How the micro-batches run (``--microbatch-mode``): make_train_step(microbatch_mode=...).
+MICROBATCH_MODE: str = "scan"
 
 
 def _microbatch(batch_size: int) -> int | None:
@@ -84,7 +86,7 @@ def vae_builder(config: vae.Config) -> Callable[[int], Built]:
         return Built(
             state=state,
             train_step=make_train_step(vae.make_loss_fn(config), opt, compiler_options=COMPILER_OPTIONS,
-                                       microbatch=_microbatch(batch_size)),
+                                       microbatch=_microbatch(batch_size), microbatch_mode=MICROBATCH_MODE),
             eval_step=make_eval_step(vae.make_eval_fn(config), compiler_options=COMPILER_OPTIONS),
             batch={"x": jnp.asarray(_binary_batch(batch_size, config.x_shape))},
             key=jax.random.key(1),
@@ -112,7 +114,7 @@ def _engine_builder(init, loss_fn, eval_fn, make_batch, make_eval_batch, opt_cfg
         return Built(
             state=create_train_state(key, params, model_state, opt),
             train_step=make_train_step(loss_fn, opt, compiler_options=COMPILER_OPTIONS,
-                                       microbatch=_microbatch(batch_size)),
+                                       microbatch=_microbatch(batch_size), microbatch_mode=MICROBATCH_MODE),
             eval_step=make_eval_step(eval_fn, compiler_options=COMPILER_OPTIONS),
             batch=jax.tree.map(jnp.asarray, make_batch(batch_size)),
             key=jax.random.key(1),
@@ -216,6 +218,8 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
         for mode in modes:
             if mode == "train":
                 compile_s, flops = _compile_time(built.train_step, holder["state"], built.batch)
+                if _microbatch(batch_size) and MICROBATCH_MODE == "scan":
+                    flops = None  # XLA's cost analysis counts a while loop's body once, not per slice
                 fn = train
             else:
                 compile_s, flops = _compile_time(built.eval_step, holder["state"], eval_batch, built.key)
@@ -228,6 +232,7 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
             jax_eps = batch_size / _timing.median(times[0])
             rec = dict(env, bench="elbo_throughput", impl="jax", model=name, mode=mode, batch_size=batch_size,
                        microbatch=_microbatch(batch_size) if mode == "train" else None,
+                       microbatch_mode=MICROBATCH_MODE if mode == "train" and _microbatch(batch_size) else None,
                        dtype="float32", examples_per_sec=jax_eps, median_step_s=_timing.median(times[0]),
                        repeats=repeats, steps_per_repeat=steps, compile_s=compile_s)
             if flops is not None:
@@ -315,14 +320,17 @@ def main(argv=None) -> None:
     p.add_argument("--microbatch", type=int, default=None,
                    help="train step in micro-batches of this size (make_train_step(microbatch=...)) "
                         "at the batch sizes it divides and is smaller than")
+    p.add_argument("--microbatch-mode", default="scan", choices=["scan", "branches"],
+                   help="'scan' loops over the micro-batches (memory); 'branches' traces them side by side "
+                        "(make_train_step(microbatch_mode=...))")
     args = p.parse_args(argv)
     if args.iw_only and args.no_iw:
         raise SystemExit("--iw-only and --no-iw exclude each other")
     for flag in ("iw_examples", "iw_loop_examples"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be >= 1; got {getattr(args, flag)}")
-    global COMPILER_OPTIONS, MICROBATCH
-    MICROBATCH = args.microbatch
+    global COMPILER_OPTIONS, MICROBATCH, MICROBATCH_MODE
+    MICROBATCH, MICROBATCH_MODE = args.microbatch, args.microbatch_mode
     bad = [o for o in args.compiler_option if "=" not in o]
     if bad:
         raise SystemExit(f"--compiler-option takes NAME=VALUE; got {bad}")

@@ -1,9 +1,11 @@
 """Re-check of ``cpu_tuning.py``'s split-branch train step against the library's own options, in one process.
 
 The MLP VAE's train step (784-512-512-2x32, Adam, XLA's own dots: ``xla_cpu_experimental_ynn_fusion_type=""``)
-at batch ``B``, three ways, timed interleaved (median of repeats, compile apart): one pass; the library's
-micro-batches (``make_train_step(microbatch=B/K)``, a ``lax.scan``); ``K`` independent branches
-(``cpu_tuning.split_loss_fn``). Prints examples/s and each one's speed relative to one pass. Usage::
+at batch ``B``, four ways, timed interleaved (median of repeats, compile apart): one pass; the library's
+micro-batches (``make_train_step(microbatch=B/K)``, a ``lax.scan``); the library's micro-batches as ``K``
+independent branches (``microbatch_mode='branches'``); and ``cpu_tuning.split_loss_fn``'s ``K`` branches,
+the benchmark-side form it was first measured in. Prints examples/s and each one's speed relative to one
+pass. Usage::
 
     python benchmarks/split_check.py 8192 8 [--repeats 9]
 """
@@ -44,6 +46,8 @@ def main(argv=None) -> None:
     steps = {
         "one_pass": make_train_step(loss, opt, compiler_options=opts),
         "microbatch_scan": make_train_step(loss, opt, compiler_options=opts, microbatch=a.batch_size // a.pieces),
+        "microbatch_branches": make_train_step(loss, opt, compiler_options=opts, microbatch=a.batch_size // a.pieces,
+                                               microbatch_mode="branches"),
         "split_branches": make_train_step(cpu_tuning.split_loss_fn(loss, a.pieces), opt, compiler_options=opts),
     }
     fns = []

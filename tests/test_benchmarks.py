@@ -63,6 +63,15 @@ def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp
                 "--repeats", "1", "--microbatch", "8", "--out", str(out)])
     recs = [json.loads(line) for line in open(out) if '"train"' in line]
     assert [(r["batch_size"], r["microbatch"]) for r in recs] == [(8, None), (16, 8)]
+    assert [r["microbatch_mode"] for r in recs] == [None, "scan"]
+    # no FLOP rate for the scan (its cost analysis counts the loop body once); the one-pass step has one
+    assert "fraction_of_matmul_peak" in recs[0] and "fraction_of_matmul_peak" not in recs[1]
+    monkeypatch.setattr(bench, "MICROBATCH_MODE", "scan")
+    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "16", "--modes", "train", "--no-torch", "--no-iw",
+                "--repeats", "1", "--microbatch", "8", "--microbatch-mode", "branches", "--out", str(out)])
+    recs = [json.loads(line) for line in open(out) if '"train"' in line]
+    assert (recs[-1]["microbatch"], recs[-1]["microbatch_mode"]) == (8, "branches")
+    assert "fraction_of_matmul_peak" in recs[-1]  # no loop in the branches program: its cost is whole
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         bench.main(["--quick", "--compiler-option", "xla_cpu_use_xnnpack"])
 
@@ -93,7 +102,7 @@ def test_split_check_reports_the_three_steps_and_refuses_bad_sizes(capsys):
 
     split_check.main(["8", "2", "--repeats", "1"])
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "ex/s" in ln]
-    assert [ln.split()[0] for ln in lines] == ["one_pass", "microbatch_scan", "split_branches"]
+    assert [ln.split()[0] for ln in lines] == ["one_pass", "microbatch_scan", "microbatch_branches", "split_branches"]
     assert lines[0].rstrip().endswith("1.000x one pass")
     for argv in (["8", "3"], ["8", "1"], ["0", "2"]):
         with pytest.raises(SystemExit, match="pieces"):
