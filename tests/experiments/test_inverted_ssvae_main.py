@@ -98,7 +98,7 @@ def test_stream_iterator_yields_three_streams_and_resumes():
 
 def test_configs_load_and_bad_override_is_rejected(tmp_path):
     for name in ("untapped", "m2_100", "smoke", "untapped_full", "untapped_full_codeweights",
-                 "untapped_full_codeinit", "untapped_full_codefull"):
+                 "untapped_full_codeinit", "untapped_full_codefull", "untapped_codefull_cpu"):
         cfg = _cli.load_config(os.path.join(CONFIGS, f"{name}.py"))
         assert isinstance(cfg, E.ExperimentConfig)
     cfg, wd = _cli.parse(["--config", os.path.join(CONFIGS, "untapped.py"), "--workdir", str(tmp_path),
@@ -114,6 +114,10 @@ def test_configs_load_and_bad_override_is_rejected(tmp_path):
                                              reverse_z_low=-1.5, reverse_z_high=1.5)
     init_data = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).data
     assert full.data == dataclasses.replace(init_data, pixels="grey", unfeatured_z="fixed")
+    cpu = _cli.load_config(os.path.join(CONFIGS, "untapped_codefull_cpu.py"))
+    assert cpu.model == full.model and cpu.optim == full.optim and cpu.run.seeds == tuple(range(10))
+    assert cpu.data == dataclasses.replace(full.data, batch_labeled=500, batch_unlabeled=500, batch_unfeatured=500)
+    assert cpu.run.num_steps == 600
     with pytest.raises(ValueError, match="reverse"):
         _cli.apply_overrides(cfg, ["model.reverse=sideways"])
     with pytest.raises(ValueError, match="num_step"):
