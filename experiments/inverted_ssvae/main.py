@@ -390,6 +390,31 @@ def evaluate_m2(model_cfg, params, data) -> dict[str, Any]:
     return {"test_error": err}
 
 
+def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], key: str = "ce_59") -> dict:
+    """Untapped minus M2 on ``key`` over seeds: unpaired and paired by seed.
+
+    ``diff`` = mean(untapped) - mean(M2); ``se`` = sqrt(s_u^2 / n_u + s_m^2 / n_m) (unpaired, ``ddof=1``);
+    ``z`` = diff / se. ``paired`` (over the seeds both lists hold; the two models of one seed share the
+    data, its order and the unfeatured draws): mean and standard deviation (``ddof=1``) of the per-seed
+    differences d_s, ``se`` = std / sqrt(n), ``z`` = mean / se, and ``untapped_better`` = #{s: d_s < 0}.
+    Negative is the paper's direction (the untapped model's cross-entropy lower).
+    """
+    a = np.asarray([p[key] for p in untapped], np.float64)
+    b = np.asarray([p[key] for p in m2], np.float64)
+    diff = float(a.mean() - b.mean())
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) if min(len(a), len(b)) > 1 else float("nan")
+    out = {"diff": diff, "se": float(se), "z": diff / se if se > 0 else float("nan")}
+    by_seed = {int(p["seed"]): p[key] for p in m2}
+    d = np.asarray([p[key] - by_seed[int(p["seed"])] for p in untapped if int(p["seed"]) in by_seed], np.float64)
+    if len(d):
+        sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
+        pse = sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+        out["paired"] = {"mean": float(d.mean()), "std": sd, "se": pse,
+                         "z": float(d.mean()) / pse if pse > 0 else float("nan"), "n": int(len(d)),
+                         "untapped_better": int(np.sum(d < 0))}
+    return out
+
+
 def _mean_std(vals):
     a = np.asarray(vals, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
@@ -493,12 +518,8 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
     if decoded:
         save_figure(os.path.join(workdir, "decoded_onehots.png"), decoded, labels)
     if "M2" in results["variants"] and "untapped" in results["variants"] and cfg.data.task == "untapped":
-        a = [p["ce_59"] for p in results["variants"]["untapped"]["per_seed"]]
-        b = [p["ce_59"] for p in results["variants"]["M2"]["per_seed"]]
-        diff = np.mean(a) - np.mean(b)
-        se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if len(a) > 1 else float("nan")
-        results["untapped_minus_m2_ce_59"] = {"diff": float(diff), "se": float(se),
-                                             "z": float(diff / se) if se > 0 else float("nan")}
+        results["untapped_minus_m2_ce_59"] = compare_ce(results["variants"]["untapped"]["per_seed"],
+                                                        results["variants"]["M2"]["per_seed"])
     results["total_seconds"] = time.time() - t_start
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
