@@ -55,3 +55,23 @@ def test_bad_features_raise(key):
         MLP(()).init(key, jnp.ones((2, 3)))
     with pytest.raises(ValueError, match="features"):
         MLP((3, 0)).init(key, jnp.ones((2, 3)))
+
+
+def test_gradient_through_sample_axis_needs_no_transposed_copy(key):
+    """Leading axes are flattened before the layers, so the weight gradients are plain 2-D products.
+
+    With ``[K, B, D]`` inputs fed to ``Dense`` as they are, XLA:CPU copies each incoming gradient
+    ``[K, B, F]`` into a transposed ``[F, K*B]`` array before the weight-gradient product (three such
+    copies were ~7 % of the benchmark VAE's batch-8192 train step). Checked on the optimized program.
+    """
+    k, b, d, f = 1, 96, 24, 40
+    model = MLP((32, f), "relu")
+    x = jax.random.normal(key, (k, b, d))
+    params = model.init(key, x)
+
+    def loss(p):
+        return jnp.sum(jnp.square(model.apply(p, x)))
+
+    hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+    transposed = [ln for ln in hlo.splitlines() if f"f32[{f},{k * b}]" in ln or f"f32[32,{k * b}]" in ln]
+    assert not transposed, "\n".join(transposed)
