@@ -107,3 +107,93 @@ def test_split_check_reports_the_three_steps_and_refuses_bad_sizes(capsys):
     for argv in (["8", "3"], ["8", "1"], ["0", "2"]):
         with pytest.raises(SystemExit, match="pieces"):
             split_check.main(argv)
+
+
+def test_step_profile_products_are_the_train_steps_matmuls():
+    """The 17 products account for the train step's FLOPs as XLA counts them (the rest is elementwise).
+
+    Counted at batch 1024, where the optimizer's per-step FLOPs (~1.4 M parameters) are a small share.
+    """
+    import _timing
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import step_profile
+
+    from jaxvae.train.optim import OptimizerConfig, make_optimizer
+    from jaxvae.train.steps import create_train_state, make_train_step
+
+    batch = 1024
+    prods = step_profile.products(batch)
+    assert len(prods) == 17 and sum(p["role"] == "dx" for p in prods) == 5
+    cfg = vae.Config(arch="mlp", latent_dim=32, hidden=(512, 512), activation="relu")
+    params, model_state = vae.init(cfg, jax.random.key(0))
+    opt = make_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3))
+    state = create_train_state(jax.random.key(0), params, model_state, opt)
+    step = make_train_step(vae.make_loss_fn(cfg), opt)
+    compiled = step.lower(state, {"x": jnp.zeros((batch, 784))}).compile()
+    xla_flops = _timing.flops_of(compiled)
+    ours = sum(p["flops"] for p in prods)
+    assert 0.95 * xla_flops <= ours <= xla_flops
+    # Each product has the output shape its framework's autodiff needs.
+    rng = np.random.default_rng(0)
+    for p in step_profile.products(16):  # Flax's layouts: [B, out], [B, in] and the kernel's [in, out]
+        m, k, n = p["mkn"]
+        assert step_profile._jax_product(p, {}, rng)().shape == (m, n)
+
+
+def test_step_profile_runs_side_by_side_with_torch(capsys, tmp_path):
+    pytest.importorskip("torch", reason="torch is a bench extra")
+    import json
+
+    import step_profile
+
+    out = tmp_path / "p.jsonl"
+    step_profile.main(["--batch-size", "8", "--repeats", "1", "--steps", "1", "--out", str(out)])
+    recs = [json.loads(ln) for ln in out.read_text().splitlines()]
+    prods = [r for r in recs if r["kind"] == "product"]
+    steps = {r["impl"]: r for r in recs if r["kind"] == "step"}
+    assert len(prods) == 17 and set(steps) == {"xla_dots", "default", "xla_dots_unflattened", "torch"}
+    for impl in ("xla_dots", "default", "torch"):
+        r = steps[impl]
+        assert r["products_ms"] == pytest.approx(sum(p[f"{impl}_ms"] for p in prods))
+        assert r["rest_ms"] == pytest.approx(r["step_ms"] - r["products_ms"])
+    assert "products_ms" not in steps["xla_dots_unflattened"]
+    assert steps["torch"]["over_torch_pairwise_median"] == 1.0
+    table = capsys.readouterr().out
+    assert "x PyTorch (pairwise)" in table and "xla_dots_unflattened" in table
+    out2 = tmp_path / "steps_only.jsonl"
+    step_profile.main(["--batch-size", "8", "--repeats", "1", "--steps", "1", "--steps-only", "--out", str(out2)])
+    assert {json.loads(ln)["kind"] for ln in out2.read_text().splitlines()} == {"step"}
+    with pytest.raises(SystemExit, match="--batch-size"):
+        step_profile.main(["--batch-size", "0"])
+
+
+def test_step_profile_unflattened_mlp_is_the_old_layout_and_is_not_left_patched(key):
+    """The benchmark's 'before' line really feeds [1, B, D] to Dense (its gradient has the transposed copy)."""
+    import jax
+    import jax.numpy as jnp
+    import step_profile
+
+    from jaxvae.nets.mlp import MLP
+
+    model = step_profile._UnflattenedMLP((32, 40), "relu")
+    x = jax.random.normal(key, (1, 96, 24))
+    params = model.init(key, x)
+    hlo = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, x) ** 2))).lower(params).compile().as_text()
+    assert "f32[40,96]" in hlo
+    step_profile._jax_step(8, {}, flatten=False)
+    assert vae.MLP is MLP
+
+
+def test_step_profile_torch_products_have_nn_linear_layouts():
+    pytest.importorskip("torch", reason="torch is a bench extra")
+    import numpy as np
+    import step_profile
+
+    rng = np.random.default_rng(0)
+    for p in step_profile.products(8):
+        m, k, n = p["mkn"]
+        got = tuple(step_profile._torch_product(p, rng)().shape)
+        # nn.Linear's weight gradient is [out, in] = [n, m]; the activations' products are [B, .].
+        assert got == ((n, m) if p["role"] == "dw" else (m, n))
