@@ -217,7 +217,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps-only", action="store_true", help="time the whole steps only, not the 17 products")
     a = p.parse_args(argv)
     if a.batch_size < 1 or a.repeats < 1 or a.steps < 1:
-        raise SystemExit(f"--batch-size, --repeats and --steps must be >= 1; got {a.batch_size}, {a.repeats}, {a.steps}")
+        raise SystemExit(f"--batch-size, --repeats and --steps must be >= 1; "
+                         f"got {a.batch_size}, {a.repeats}, {a.steps}")
     emit, close = _timing.json_lines_sink(a.out)
     try:
         totals = profile(a.batch_size, repeats=a.repeats, steps=a.steps, emit=emit, label=a.label,
