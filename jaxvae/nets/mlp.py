@@ -46,8 +46,9 @@ class MLP(nn.Module):
     matmul of ``K*B`` rows serves all of them: they are flattened to one axis before the first layer
     and restored after the last. (With two or more leading axes, the weight gradient of a ``Dense``
     contracts over several axes, and XLA:CPU then copies the incoming gradient into a transposed
-    layout before the product: three such copies cost ~7 % of the benchmark VAE's batch-8192 train
-    step, where the sample axis is ``K = 1``; ``benchmarks/README.md``.)
+    layout before the product: without those three copies the benchmark VAE's batch-8192 train
+    step, whose sample axis is ``K = 1``, runs 1.15x faster (median of five runs on the 2-core CPU,
+    ``benchmarks/README.md``, fifth round).)
 
     Attributes:
       features: output width of each layer, e.g. ``(500, 500, 784)``; must be non-empty.
