@@ -399,6 +399,9 @@ def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], k
     differences d_s, ``se`` = std / sqrt(n), ``z`` = mean / se, and ``untapped_better`` = #{s: d_s < 0}.
     Negative is the paper's direction (the untapped model's cross-entropy lower).
     """
+    if not untapped or not m2:
+        raise ValueError(f"compare_ce: `untapped` and `m2` must each hold at least one seed's result; "
+                         f"got {len(untapped)} and {len(m2)}")
     a = np.asarray([p[key] for p in untapped], np.float64)
     b = np.asarray([p[key] for p in m2], np.float64)
     diff = float(a.mean() - b.mean())

@@ -78,3 +78,8 @@ def test_cli_writes_the_pooled_file_and_exits_cleanly_on_a_bad_pool(tmp_path, ca
     assert "untapped better in 2 of 4" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="pool: .*seed 0 is also in"):
         P.main([paths[0], paths[0]])
+
+
+def test_compare_refuses_an_empty_side_instead_of_returning_nan():
+    with pytest.raises(ValueError, match="at least one seed"):
+        E.compare_ce([], [{"seed": 0, "ce_59": 2.0}])
