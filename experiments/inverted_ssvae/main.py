@@ -51,7 +51,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -396,8 +396,11 @@ def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], k
     ``diff`` = mean(untapped) - mean(M2); ``se`` = sqrt(s_u^2 / n_u + s_m^2 / n_m) (unpaired, ``ddof=1``);
     ``z`` = diff / se. ``paired`` (over the seeds both lists hold; the two models of one seed share the
     data, its order and the unfeatured draws): mean and standard deviation (``ddof=1``) of the per-seed
-    differences d_s, ``se`` = std / sqrt(n), ``z`` = mean / se, and ``untapped_better`` = #{s: d_s < 0}.
-    Negative is the paper's direction (the untapped model's cross-entropy lower).
+    differences d_s, ``se`` = std / sqrt(n), ``z`` = mean / se, ``untapped_better`` = #{s: d_s < 0}, and
+    two exact one-sided p-values for the paper's direction (:func:`paired_p_values`): ``p_sign_flip``
+    (the seed-to-seed noise alone, i.e. which model of a seed is called "untapped" being arbitrary, gives a
+    sum of differences at most the observed one) and ``p_sign_test`` (at least ``untapped_better`` of n
+    seeds below by chance). Negative is the paper's direction (the untapped model's cross-entropy lower).
     """
     if not untapped or not m2:
         raise ValueError(f"compare_ce: `untapped` and `m2` must each hold at least one seed's result; "
@@ -414,8 +417,44 @@ def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], k
         pse = sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
         out["paired"] = {"mean": float(d.mean()), "std": sd, "se": pse,
                          "z": float(d.mean()) / pse if pse > 0 else float("nan"), "n": int(len(d)),
-                         "untapped_better": int(np.sum(d < 0))}
+                         "untapped_better": int(np.sum(d < 0)), **paired_p_values(d)}
     return out
+
+
+def paired_p_values(d: Sequence[float], max_exact: int = 20) -> dict:
+    """Exact one-sided p-values that paired differences ``d`` [n] are centred below zero.
+
+    ``p_sign_flip``: under the null hypothesis the sign of each d_s is as likely + as - (the seed-to-seed
+    noise is symmetric and the two models exchangeable), so with T = sum_s d_s,
+    ``p = #{eps in {-1, +1}^n : sum_s eps_s |d_s| <= T} / 2^n`` over all 2^n sign patterns (the observed one
+    included, so ``p >= 2^-n``); exact for ``n <= max_exact``, else 2^20 patterns drawn with
+    ``default_rng(0)`` (``p_sign_flip_exact`` says which). ``p_sign_test``: with k = #{d_s < 0},
+    ``p = sum_{j >= k} C(n, j) / 2^n``. Distribution-free; they say how often the seed-to-seed noise alone
+    gives a result as far in the paper's direction, not how large the effect is.
+    """
+    d = np.asarray(d, np.float64)
+    if d.ndim != 1 or not len(d) or not np.all(np.isfinite(d)):
+        raise ValueError(f"paired_p_values: `d` must be a non-empty finite 1-D array; got shape {d.shape}")
+    n, t, a = len(d), float(d.sum()), np.abs(d)
+    tol = 1e-12 * max(1.0, float(a.sum()))
+    exact = n <= max_exact
+    count, total = 0, 0
+    if exact:
+        bits = np.arange(n)
+        for start in range(0, 2 ** n, 2 ** 16):
+            codes = np.arange(start, min(start + 2 ** 16, 2 ** n))[:, None]
+            signs = 1.0 - 2.0 * ((codes >> bits) & 1)
+            count += int(np.sum(signs @ a <= t + tol))
+            total += len(codes)
+    else:
+        rng = np.random.default_rng(0)
+        for _ in range(16):
+            signs = rng.choice(np.array([-1.0, 1.0]), size=(2 ** 16, n))
+            count += int(np.sum(signs @ a <= t + tol))
+            total += 2 ** 16
+    k = int(np.sum(d < 0))
+    p_sign = sum(math.comb(n, j) for j in range(k, n + 1)) / 2 ** n
+    return {"p_sign_flip": count / total, "p_sign_flip_exact": exact, "p_sign_test": p_sign}
 
 
 def _mean_std(vals):

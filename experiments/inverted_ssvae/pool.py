@@ -101,6 +101,8 @@ def report(pooled: Mapping[str, Any]) -> str:
     p = c["paired"]
     lines.append(f"                       paired   {p['mean']:+.3f} +- {p['se']:.3f} (z = {p['z']:.2f}); "
                  f"per-seed sd {p['std']:.3f}; untapped better in {p['untapped_better']} of {p['n']}")
+    lines.append(f"                       one-sided p: sign-flip {p['p_sign_flip']:.4f}"
+                 f"{'' if p['p_sign_flip_exact'] else ' (sampled)'}, sign test {p['p_sign_test']:.4f}")
     return "\n".join(lines)
 
 

@@ -83,3 +83,39 @@ def test_cli_writes_the_pooled_file_and_exits_cleanly_on_a_bad_pool(tmp_path, ca
 def test_compare_refuses_an_empty_side_instead_of_returning_nan():
     with pytest.raises(ValueError, match="at least one seed"):
         E.compare_ce([], [{"seed": 0, "ce_59": 2.0}])
+
+
+@pytest.mark.parametrize("d, p_flip, p_sign", [
+    # sums of (+-3, +-1, +-1): {5, 3, 3, 1, -1, -3, -3, -5}; T = -3 -> 3 of 8 at or below; 2 of 3 negative
+    ([-3.0, -1.0, 1.0], 3 / 8, 4 / 8),
+    ([-0.2, -0.1, -0.3], 1 / 8, 1 / 8),   # every seed below: only the observed pattern
+    ([0.2, 0.1, 0.3], 8 / 8, 1.0),        # every seed above: every pattern is at or below
+    # sums of (+-1, +-2, +-4, +-8) are the odd numbers -15..15; T = 1 -> 9 of 16; 3 of 4 below -> 5 of 16
+    ([-1.0, -2.0, -4.0, 8.0], 9 / 16, 5 / 16),  # most seeds below, yet the sum is positive
+])
+def test_paired_p_values_match_hand_enumeration(d, p_flip, p_sign):
+    p = E.paired_p_values(d)
+    assert p["p_sign_flip"] == pytest.approx(p_flip) and p["p_sign_flip_exact"]
+    assert p["p_sign_test"] == pytest.approx(p_sign)
+
+
+def test_paired_p_values_sampled_beyond_max_exact_agree_with_exact():
+    d = np.random.default_rng(3).normal(-0.1, 0.2, size=12)
+    exact = E.paired_p_values(d)
+    sampled = E.paired_p_values(d, max_exact=8)
+    assert exact["p_sign_flip_exact"] and not sampled["p_sign_flip_exact"]
+    assert sampled["p_sign_flip"] == pytest.approx(exact["p_sign_flip"], abs=0.005)
+    assert sampled["p_sign_test"] == exact["p_sign_test"]
+
+
+def test_paired_p_values_refuse_nan_and_empty():
+    with pytest.raises(ValueError, match="non-empty finite"):
+        E.paired_p_values([])
+    with pytest.raises(ValueError, match="non-empty finite"):
+        E.paired_p_values([-0.1, float("nan")])
+
+
+def test_compare_ce_carries_the_p_values():
+    c = E.compare_ce([{"seed": 0, "ce_59": 1.0}, {"seed": 1, "ce_59": 1.5}],
+                     [{"seed": 0, "ce_59": 2.0}, {"seed": 1, "ce_59": 2.0}])
+    assert c["paired"]["p_sign_flip"] == pytest.approx(1 / 4) and c["paired"]["p_sign_test"] == pytest.approx(1 / 4)
