@@ -435,6 +435,9 @@ def paired_p_values(d: Sequence[float], max_exact: int = 20) -> dict:
     d = np.asarray(d, np.float64)
     if d.ndim != 1 or not len(d) or not np.all(np.isfinite(d)):
         raise ValueError(f"paired_p_values: `d` must be a non-empty finite 1-D array; got shape {d.shape}")
+    if not 0 <= max_exact <= 24:
+        raise ValueError(f"paired_p_values: `max_exact` must be in [0, 24] (2^max_exact patterns are enumerated); "
+                         f"got {max_exact}")
     n, t, a = len(d), float(d.sum()), np.abs(d)
     tol = 1e-12 * max(1.0, float(a.sum()))
     exact = n <= max_exact

@@ -113,6 +113,8 @@ def test_paired_p_values_refuse_nan_and_empty():
         E.paired_p_values([])
     with pytest.raises(ValueError, match="non-empty finite"):
         E.paired_p_values([-0.1, float("nan")])
+    with pytest.raises(ValueError, match="max_exact"):
+        E.paired_p_values([-0.1, 0.2], max_exact=40)
 
 
 def test_compare_ce_carries_the_p_values():
