@@ -6,7 +6,8 @@
 One invocation trains every model variant in ``run.variants`` (``'none'`` = M2 baseline, ``'z_observed'``
 = untapped with eq. 17, ``'z_sampled'`` = untapped with eq. 5), each for all ``run.seeds`` at once: the
 parameters carry a leading seed axis and one compiled step (``jax.vmap`` of the engine's train step)
-updates every seed on the same batch (the seeds differ in initialisation and in all sampling noise).
+updates every seed on the same batch (the seeds differ in initialisation and in all sampling noise), or
+with ``data.per_seed`` each seed on a batch of its own data (:func:`build_seed_data`).
 The three data streams (labeled pairs, unlabeled images, unfeatured labels) arrive in one batch dict.
 
 Tasks (``data.task``):
@@ -89,6 +90,11 @@ class DataConfig:
         Applies to every image of the task (training streams and evaluation).
       unfeatured_z: ``'fresh'`` (no ``z_u`` in the batch: the loss draws z anew each step; the default) or
         ``'fixed'`` (each corner paired with one z drawn once, :func:`fixed_unfeatured_z`; the authors' code).
+      per_seed: untapped only. False (the default): every model seed trained together shares the data of
+        ``data_seed``. True: model seed ``s`` gets the data it would get alone with data seed
+        ``data_seed + s`` (:func:`seed_data_seed`): its own unlabeled subset, its own batch order, its own
+        fixed unfeatured z's, as the authors' script draws them afresh for each trial; the labeled and
+        evaluation images are the same for every seed. The batches then carry a leading seed axis.
     """
 
     task: str = "untapped"
@@ -102,11 +108,16 @@ class DataConfig:
     data_seed: int = 0
     pixels: str = "binary"
     unfeatured_z: str = "fresh"
+    per_seed: bool = False
 
     def __post_init__(self):
         for name, allowed in (("pixels", _PIXELS), ("unfeatured_z", _UNFEATURED_Z)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`data.{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
+        if not isinstance(self.per_seed, bool):
+            raise ValueError(f"`data.per_seed` must be True or False; got {self.per_seed!r}.")
+        if self.per_seed and self.task != "untapped":
+            raise ValueError(f"`data.per_seed=True` is for data.task='untapped' only; got task={self.task!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +174,7 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
         lab = y_all < cfg.labeled_digits
         out = {
             "labeled": {"x_l": x_all[lab], "y_l": y_all[lab]},
-            "unlabeled": {"x_u": x_all[rng.integers(0, len(x_all), cfg.num_unlabeled)]},
+            "unlabeled": {"x_u": _unlabeled_subset(x_all, cfg.num_unlabeled, rng)},
             "eval_x": x_all[~lab], "eval_y": y_all[~lab],
             "eval_test_mask": np.arange(len(x_all))[~lab] >= len(m.x_train),
         }
@@ -180,6 +191,36 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     else:
         raise ValueError(f"`data.task` must be 'untapped' or 'm2_100'; got {cfg.task!r}.")
     out["corners"] = model_lib.corner_labels(10, cfg.corner_high)
+    return out
+
+
+def _unlabeled_subset(x_all: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+    return x_all[rng.integers(0, len(x_all), num)]
+
+
+def seed_data_seed(cfg: DataConfig, seed: int) -> int:
+    """The data seed model seed ``seed`` trains on: ``data_seed + seed`` with ``per_seed``, else ``data_seed``."""
+    return cfg.data_seed + int(seed) if cfg.per_seed else cfg.data_seed
+
+
+def build_seed_data(cfg: DataConfig, seeds: Sequence[int], mnist=None) -> list[dict[str, Any]]:
+    """One data dict per model seed (:func:`build_data`'s keys), ``[len(seeds)]``.
+
+    Without ``cfg.per_seed`` every entry is the same dict. With it, entry ``i`` is what
+    ``build_data(replace(cfg, data_seed=seed_data_seed(cfg, seeds[i]), per_seed=False))`` gives, but the
+    labeled pairs, evaluation images and corners (which do not depend on the data seed) are shared arrays,
+    so the host memory grows by one unlabeled set (``num_unlabeled x 784`` float32) per seed.
+    """
+    m = load_mnist() if mnist is None else mnist
+    base = build_data(dataclasses.replace(cfg, per_seed=False), mnist=m)
+    if not cfg.per_seed:
+        return [base] * len(seeds)
+    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
+    x_all = images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+    out = []
+    for s in seeds:
+        rng = np.random.default_rng(seed_data_seed(cfg, s))
+        out.append({**base, "unlabeled": {"x_u": _unlabeled_subset(x_all, cfg.num_unlabeled, rng)}})
     return out
 
 
@@ -250,6 +291,37 @@ class StreamIterator:
         self.t = int(state["t"])
 
 
+class SeedStackedIterator:
+    """Zips one iterator per model seed; yields their batches stacked on a new leading seed axis.
+
+    Every leaf of the batch gets the axis (``[S, B, ...]``; a scalar such as ``temperature`` becomes
+    ``[S]``). Resumable: ``get_state()`` is the list of the seeds' states.
+    """
+
+    def __init__(self, iterators: Sequence[Any]):
+        if not iterators:
+            raise ValueError("SeedStackedIterator: need at least one iterator (one per model seed).")
+        self.iterators = list(iterators)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batches = [next(it) for it in self.iterators]
+        return {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+
+    def get_state(self):
+        return {"seeds": [it.get_state() for it in self.iterators]}
+
+    def set_state(self, state):
+        states = state["seeds"]
+        if len(states) != len(self.iterators):
+            raise ValueError(f"SeedStackedIterator.set_state: the state holds {len(states)} seeds' iterators, "
+                             f"this one {len(self.iterators)}.")
+        for it, st in zip(self.iterators, states):
+            it.set_state(st)
+
+
 # ------------------------------------------------------------------------------------------ seeds
 
 
@@ -263,14 +335,19 @@ def init_multi_seed_state(model_cfg, optimizer, seeds) -> TrainState:
     return stacked._replace(step=jnp.zeros((), jnp.int32))
 
 
-def make_multi_seed_step(loss_fn, optimizer):
-    """``step(state, batch)``: the engine's step vmapped over the seed axis, metrics averaged over seeds."""
+def make_multi_seed_step(loss_fn, optimizer, *, batch_per_seed: bool = False):
+    """``step(state, batch)``: the engine's step vmapped over the seed axis, metrics averaged over seeds.
+
+    ``batch_per_seed``: the batch's leaves carry the leading seed axis too (:class:`SeedStackedIterator`,
+    ``data.per_seed``), seed ``i`` trains on ``batch[...][i]``; else every seed gets the same batch.
+    """
     base = make_train_step(loss_fn, optimizer, jit=False).fn
+    batch_axis = 0 if batch_per_seed else None
 
     def step(state: TrainState, batch):
         n = state.skipped.shape[0]
         per_seed = state._replace(step=jnp.broadcast_to(state.step, (n,)))
-        new, m = jax.vmap(base, in_axes=(0, None))(per_seed, batch)
+        new, m = jax.vmap(base, in_axes=(0, batch_axis))(per_seed, batch)
         metrics = {k: jnp.mean(v) for k, v in m.items()}
         metrics["skipped"] = jnp.sum(new.skipped)
         metrics["loss_max_over_seeds"] = jnp.max(m["loss"])
@@ -499,18 +576,20 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
     """Train every variant for every seed, evaluate, write ``results.json``; returns the results."""
     os.makedirs(workdir, exist_ok=True)
     t_start = time.time()
-    data = build_data(cfg.data)
+    mnist = load_mnist()
+    seeds = tuple(int(s) for s in cfg.run.seeds)
+    datas = build_seed_data(cfg.data, seeds, mnist=mnist)
+    data_cfgs = [dataclasses.replace(cfg.data, data_seed=seed_data_seed(cfg.data, s), per_seed=False) for s in seeds]
     results: dict[str, Any] = {"config": _to_dict(cfg), "variants": {}, "machine": machine_description(),
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "jax": jax.__version__}
     clf_params = None
     if cfg.data.task == "untapped":
-        m = load_mnist()
         clf_path = os.path.join(workdir, cfg.run.classifier_path)
         n = cfg.run.classifier_train_examples
         clf_params, info = clf_lib.load_or_train(
-            clf_path, to_unit_float(m.x_train[:n]), m.y_train[:n].astype(np.int32), to_unit_float(m.x_test),
-            m.y_test.astype(np.int32), epochs=cfg.run.classifier_epochs)
+            clf_path, to_unit_float(mnist.x_train[:n]), mnist.y_train[:n].astype(np.int32),
+            to_unit_float(mnist.x_test), mnist.y_test.astype(np.int32), epochs=cfg.run.classifier_epochs)
         results["classifier"] = info
     optimizer = make_optimizer(cfg.optim)
     decoded, labels = {}, {}
@@ -518,17 +597,21 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         name = _VARIANT_NAMES[variant]
         mcfg = dataclasses.replace(cfg.model, reverse=variant)
         loss_fn = model_lib.make_loss_fn(mcfg)
-        state = init_multi_seed_state(mcfg, optimizer, cfg.run.seeds)
+        state = init_multi_seed_state(mcfg, optimizer, seeds)
         sched = None
         if cfg.run.tau_decay_rate < 1.0:
             from jaxvae.distributions.concrete import exponential_decay_temperature
 
             sched = exponential_decay_temperature(mcfg.temperature, cfg.run.tau_decay_rate,
                                                   min(cfg.run.tau_floor, mcfg.temperature))
-        it = StreamIterator(data, cfg.data, with_unfeatured=variant != "none", tau_schedule=sched, model_cfg=mcfg)
-        if it.z_u is not None:
-            results.setdefault("fixed_unfeatured_z", {})[name] = it.z_u[: len(data["corners"])].tolist()
-        step = make_multi_seed_step(loss_fn, optimizer)
+        its = [StreamIterator(d, dc, with_unfeatured=variant != "none", tau_schedule=sched, model_cfg=mcfg)
+               for d, dc in zip(datas, data_cfgs)]
+        if its[0].z_u is not None:
+            fixed = [i.z_u[: len(d["corners"])].tolist() for i, d in zip(its, datas)]
+            # one set shared by the seeds, or (data.per_seed) one per seed, in run.seeds order
+            results.setdefault("fixed_unfeatured_z", {})[name] = fixed if cfg.data.per_seed else fixed[0]
+        it = SeedStackedIterator(its) if cfg.data.per_seed else its[0]
+        step = make_multi_seed_step(loss_fn, optimizer, batch_per_seed=cfg.data.per_seed)
         t0 = time.time()
         run_cfg = _to_dict(cfg)
         run_cfg["model"] = _to_dict(mcfg)
@@ -538,8 +621,8 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
                              sync_every=cfg.run.sync_every, time_limit_s=cfg.run.time_limit_s)
         train_s = time.time() - t0
         per_seed = []
-        for i, seed in enumerate(cfg.run.seeds):
-            params = _seed_slice(state.params, i)
+        for i, seed in enumerate(seeds):
+            params, data = _seed_slice(state.params, i), datas[i]
             if cfg.data.task == "untapped":
                 ev = evaluate_untapped(mcfg, params, data, clf_params)
                 if i == 0:
@@ -549,7 +632,7 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
                 ev.pop("decoded")
             else:
                 ev = evaluate_m2(mcfg, params, data)
-            per_seed.append({"seed": int(seed), **ev})
+            per_seed.append({"seed": int(seed), "data_seed": data_cfgs[i].data_seed, **ev})
         summary = {k: _mean_std([p[k] for p in per_seed]) for k, v in per_seed[0].items()
                    if k != "seed" and isinstance(v, float)}
         last = history["train"][-1] if history["train"] else {}

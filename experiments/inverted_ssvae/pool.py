@@ -7,8 +7,9 @@ own workdir, and pooled here::
     python -m experiments.inverted_ssvae.pool runs/a/results.json runs/b/results.json [--out pooled.json]
 
 A seed's result does not depend on which group it ran in (every seed's initialisation and noise come
-from its own seed; the data, its order and the unfeatured draws from ``data.data_seed``), so pooling is
-sound only when the runs agree on everything else. Refused, naming the file and the setting: a
+from its own seed; the data, its order and the unfeatured draws from ``data.data_seed``, or with
+``data.per_seed`` from ``data.data_seed + seed``), so pooling is sound only when the runs agree on
+everything else. Refused, naming the file and the setting: a
 configuration that differs outside ``run.seeds`` and the bookkeeping settings (:data:`BOOKKEEPING`); a
 seed that appears twice; a run without both variants; a variant stopped by its time limit or short of
 ``run.num_steps``. Prints, per variant, ``ce_59`` (and the authors' ``ce_59_authors``) as mean +-
@@ -34,7 +35,15 @@ def _comparable(config: Mapping[str, Any]) -> dict:
     out = json.loads(json.dumps(config))
     for k in BOOKKEEPING:
         out.get("run", {}).pop(k, None)
+    # runs written before data.per_seed existed shared one data seed, which is what False means
+    out.setdefault("data", {}).setdefault("per_seed", False)
     return out
+
+
+def data_seeds(pooled_rows: Sequence[Mapping[str, Any]], config: Mapping[str, Any]) -> list[int]:
+    """The data seed of each row (``data_seed``, or for runs written before it was recorded the shared
+    ``config['data']['data_seed']``)."""
+    return [int(p.get("data_seed", config["data"]["data_seed"])) for p in pooled_rows]
 
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
@@ -80,7 +89,9 @@ def pool(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = Non
             seen[s] = name
         for v in VARIANTS:
             per_seed[v].extend(res["variants"][v]["per_seed"])
-    out = {"sources": names, "seeds": sorted(seen), "variants": {}}
+    rows_m2 = sorted(per_seed["M2"], key=lambda p: int(p["seed"]))
+    out = {"sources": names, "seeds": sorted(seen), "per_seed_data": bool(ref["data"]["per_seed"]),
+           "data_seeds": sorted(set(data_seeds(rows_m2, results[0]["config"]))), "variants": {}}
     for v in VARIANTS:
         rows = sorted(per_seed[v], key=lambda p: int(p["seed"]))
         keys = [k for k, x in rows[0].items() if k != "seed" and isinstance(x, float)]
@@ -91,7 +102,10 @@ def pool(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = Non
 
 
 def report(pooled: Mapping[str, Any]) -> str:
-    lines = [f"seeds {pooled['seeds']} ({len(pooled['seeds'])}) from {len(pooled['sources'])} run(s)"]
+    ds = pooled.get("data_seeds", [])
+    lines = [f"seeds {pooled['seeds']} ({len(pooled['seeds'])}) from {len(pooled['sources'])} run(s); "
+             + (f"each seed on its own data (data seeds {ds})" if pooled.get("per_seed_data")
+                else f"all on data seed {ds[0] if len(ds) == 1 else ds}")]
     for v in VARIANTS:
         s = pooled["variants"][v]["summary"]
         lines.append(f"{v:9s} ce_59 {s['ce_59']['mean']:.3f} +- {s['ce_59']['std']:.3f}   "

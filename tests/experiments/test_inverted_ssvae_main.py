@@ -253,3 +253,57 @@ def test_smoke_run_end_to_end(tmp_path):
         assert np.isfinite(v["summary"]["ce_59_authors"]["mean"])
     assert "untapped_minus_m2_ce_59" in res
     assert (tmp_path / "decoded_onehots.png").is_file()
+
+
+def test_per_seed_data_gives_each_seed_the_data_of_its_own_data_seed():
+    fake = _FakeMnist()
+    dc = _small_data_cfg(unfeatured_z="fixed", data_seed=3, per_seed=True)
+    seeds = (0, 2, 5)
+    per = E.build_seed_data(dc, seeds, mnist=fake)
+    assert [E.seed_data_seed(dc, s) for s in seeds] == [3, 5, 8]
+    for d, s in zip(per, seeds):  # what the seed would get alone with data seed 3 + s
+        alone = E.build_data(dataclasses.replace(dc, data_seed=3 + s, per_seed=False), mnist=fake)
+        assert _hash(d) == _hash(alone)
+        assert d["labeled"] is per[0]["labeled"] and d["eval_x"] is per[0]["eval_x"]  # shared, not copied
+    assert not np.array_equal(per[0]["unlabeled"]["x_u"], per[1]["unlabeled"]["x_u"])
+    shared = E.build_seed_data(dataclasses.replace(dc, per_seed=False), seeds, mnist=fake)
+    assert all(d is shared[0] for d in shared) and E.seed_data_seed(dataclasses.replace(dc, per_seed=False), 5) == 3
+    # the stacked iterator: seed i's slice is seed i's own stream (batch order and fixed z's included)
+    wide = m.Config(z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
+    dcs = [dataclasses.replace(dc, data_seed=E.seed_data_seed(dc, s), per_seed=False) for s in seeds]
+    make = lambda: E.SeedStackedIterator([E.StreamIterator(d, c, with_unfeatured=True, model_cfg=wide)
+                                          for d, c in zip(per, dcs)])
+    it = make()
+    first = next(it)
+    assert first["x_l"].shape == (3, 8, 784) and first["z_u"].shape == (3, 15, 2)
+    for i, (d, c) in enumerate(zip(per, dcs)):
+        own = next(E.StreamIterator(d, c, with_unfeatured=True, model_cfg=wide))
+        for k in own:
+            np.testing.assert_array_equal(first[k][i], own[k])
+    assert not np.array_equal(first["z_u"][0], first["z_u"][1])
+    state = json.loads(json.dumps(it.get_state()))  # what a checkpoint stores
+    nxt = next(it)
+    again = make()
+    again.set_state(state)
+    for k, v in next(again).items():
+        np.testing.assert_array_equal(v, nxt[k])
+    with pytest.raises(ValueError, match="2 seeds' iterators, this one 3"):
+        again.set_state({"seeds": state["seeds"][:2]})
+    with pytest.raises(ValueError, match="at least one"):
+        E.SeedStackedIterator([])
+
+
+@pytest.mark.parametrize("kw, match", [(dict(task="m2_100", per_seed=True), r"per_seed=True.*untapped"),
+                                       (dict(per_seed=1), r"data\.per_seed.*True or False")])
+def test_per_seed_option_is_checked(kw, match):
+    with pytest.raises(ValueError, match=match):
+        E.DataConfig(**kw)
+
+
+def test_confirm_config_is_codefull_on_new_seeds_each_with_its_own_data():
+    full = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codefull.py"))
+    conf = _cli.load_config(os.path.join(CONFIGS, "untapped_full_confirm.py"))
+    assert conf.model == full.model and conf.optim == full.optim
+    assert conf.data == dataclasses.replace(full.data, per_seed=True)
+    assert conf.run.seeds == tuple(range(10, 50)) and conf.run.num_steps == 600
+    assert conf.run.variants == ("none", "z_observed")
