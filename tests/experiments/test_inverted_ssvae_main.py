@@ -77,6 +77,23 @@ def test_multi_seed_step_equals_the_engine_step_run_per_seed():
         for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))
+    shared = state
+    # batch_per_seed (data.per_seed): seed i trains on batch[...][i], as the engine step on that batch alone
+    other = {**batch, "x_u": 1.0 - batch["x_u"], "x_l": batch["x_l"][::-1].copy()}
+    stacked = {k: np.stack([batch[k], other[k]]) for k in batch}
+    multi_ps = E.make_multi_seed_step(loss_fn, opt, batch_per_seed=True)
+    state = E.init_multi_seed_state(cfg, opt, (3, 4))
+    for _ in range(2):
+        state, _ = multi_ps(state, stacked)
+    for i, (seed, b_i) in enumerate(((3, batch), (4, other))):
+        params, ms = m.init(cfg, jax.random.key(seed))
+        s = create_train_state(jax.random.key(10_000 + seed), params, ms, opt)
+        for _ in range(2):
+            s, _ = single(s, b_i)
+        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # seed 4's own batch made a difference: its params are not those of the shared-batch run
+    assert not np.allclose(jax.tree.leaves(state.params)[0][1], jax.tree.leaves(shared.params)[0][1])
 
 
 def test_stream_iterator_yields_three_streams_and_resumes():

@@ -10,7 +10,7 @@ from experiments.inverted_ssvae import pool as P
 
 
 def _run(seeds, ce_m2, ce_un, **run_over):
-    cfg = {"data": {"task": "untapped", "batch_labeled": 10000}, "model": {"reverse": "z_observed"},
+    cfg = {"data": {"task": "untapped", "batch_labeled": 10000, "data_seed": 0}, "model": {"reverse": "z_observed"},
            "run": {"num_steps": 600, "seeds": list(seeds), "time_limit_s": 4500.0, "log_every": 25}}
     cfg["run"].update(run_over)
 
@@ -121,3 +121,27 @@ def test_compare_ce_carries_the_p_values():
     c = E.compare_ce([{"seed": 0, "ce_59": 1.0}, {"seed": 1, "ce_59": 1.5}],
                      [{"seed": 0, "ce_59": 2.0}, {"seed": 1, "ce_59": 2.0}])
     assert c["paired"]["p_sign_flip"] == pytest.approx(1 / 4) and c["paired"]["p_sign_test"] == pytest.approx(1 / 4)
+
+
+def test_per_seed_data_runs_pool_and_report_their_data_seeds_but_not_with_shared_data_runs():
+    def ps(seeds, m2, un):
+        r = _run(seeds, m2, un)
+        r["config"]["data"].update(per_seed=True, data_seed=0)
+        for v in r["variants"].values():
+            for row in v["per_seed"]:
+                row["data_seed"] = row["seed"]
+        return r
+
+    out = P.pool([ps((10, 11), [2.0, 2.1], [1.9, 2.0]), ps((12,), [2.2], [2.0])])
+    assert out["per_seed_data"] and out["data_seeds"] == [10, 11, 12]
+    assert "each seed on its own data (data seeds [10, 11, 12])" in P.report(out)
+    # runs from before data.per_seed existed pool with a per_seed=False run, on their one data seed
+    old = _run((0, 1), [2.0, 2.1], [1.9, 2.0])
+    old["config"]["data"]["data_seed"] = 0
+    new = _run((2,), [2.2], [2.0])
+    new["config"]["data"].update(per_seed=False, data_seed=0)
+    shared = P.pool([old, new])
+    assert not shared["per_seed_data"] and shared["data_seeds"] == [0]
+    assert "all on data seed 0" in P.report(shared)
+    with pytest.raises(ValueError, match="data.per_seed"):
+        P.pool([old, ps((5,), [2.0], [1.9])], ["old", "per-seed"])
