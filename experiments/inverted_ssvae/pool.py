@@ -26,8 +26,10 @@ from typing import Any, Mapping, Sequence
 
 from experiments.inverted_ssvae.main import _mean_std, compare_ce
 
-#: ``run`` settings that may differ between pooled runs: which seeds, and logging / checkpoint cadence.
-BOOKKEEPING = ("seeds", "time_limit_s", "log_every", "checkpoint_every", "sync_every", "classifier_path")
+#: ``run`` settings that may differ between pooled runs: which seeds, logging / checkpoint cadence, and
+#: where the batches are gathered (the same batches either way).
+BOOKKEEPING = ("seeds", "time_limit_s", "log_every", "checkpoint_every", "sync_every", "classifier_path",
+               "device_data")
 VARIANTS = ("M2", "untapped")
 
 

@@ -25,7 +25,8 @@ def _run(seeds, ce_m2, ce_un, **run_over):
 def test_pools_disjoint_seed_groups_with_paired_statistics():
     m2 = [2.0, 2.3, 1.9, 2.2, 2.1]
     un = [1.8, 2.35, 1.7, 2.0, 2.15]
-    runs = [_run((0, 1, 2), m2[:3], un[:3]), _run((3, 4), m2[3:], un[3:], time_limit_s=9000.0, log_every=50)]
+    runs = [_run((0, 1, 2), m2[:3], un[:3]),
+            _run((3, 4), m2[3:], un[3:], time_limit_s=9000.0, log_every=50, device_data=True)]
     out = P.pool(runs, ["a", "b"])
     assert out["seeds"] == [0, 1, 2, 3, 4]
     d = np.array(un) - np.array(m2)
