@@ -5,11 +5,8 @@ Fixed in ``README.md`` ("The confirmatory test") before any of these seeds was t
 (``data.per_seed``: model seed ``s`` on data seed ``s``, as the authors' script draws them afresh per
 trial), everything else as ``untapped_full_codefull.py`` with the authors' 600 steps at batch 10,000.
 
-On a GPU, all 40 seeds as one vmapped program::
-
-    JAX_DEFAULT_MATMUL_PRECISION=highest python -m experiments.inverted_ssvae.main \
-        --config experiments/inverted_ssvae/configs/untapped_full_confirm.py \
-        --workdir runs/inverted_ssvae/confirm_seeds10-49
+On a GPU, groups of seeds as vmapped programs with the training rows on the device
+(``run.device_data=True``), one group after another within a time box: ``../gpu_confirm.sh``.
 
 On the 2-core CPU in groups (a seed's result does not depend on its group), e.g.
 ``--set run.seeds='(10,11,12,13)' --workdir runs/inverted_ssvae/confirm_seeds10-13``, each group scored by
