@@ -362,3 +362,18 @@ def test_device_data_sends_indices_and_trains_on_the_same_batches(per_seed):
     for a, b in zip(jax.tree.leaves(sh.params), jax.tree.leaves(sd.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(float(mh["loss"]), float(md["loss"]), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_smoke_run_with_per_seed_data_on_the_device(tmp_path):
+    E.main(["--config", os.path.join(CONFIGS, "smoke.py"), "--workdir", str(tmp_path), "--set", "data.per_seed=True",
+            "--set", "data.data_seed=100", "--set", "run.device_data=True", "--set", "data.unfeatured_z=fixed"])
+    res = json.load(open(tmp_path / "results.json"))
+    for v in res["variants"].values():
+        assert [(p["seed"], p["data_seed"]) for p in v["per_seed"]] == [(0, 100), (1, 101)]
+        assert v["steps_done"] == 3 and np.isfinite(v["summary"]["ce_59"]["mean"])
+    z = res["fixed_unfeatured_z"]["untapped"]  # one set of 10 per seed, each its data seed's
+    assert np.shape(z) == (2, 10, 2)
+    dc = E.DataConfig(data_seed=101, unfeatured_z="fixed")
+    np.testing.assert_allclose(z[1], E.fixed_unfeatured_z(dc, m.Config()), rtol=0, atol=0)
+    assert res["untapped_minus_m2_ce_59"]["paired"]["n"] == 2
