@@ -57,6 +57,17 @@ def test_clipped_ce_is_the_authors_kl_and_caps_at_minus_log_eps():
     assert abs(got[1] + np.log(1e-6)) < 1e-3  # capped near 13.8 nats instead of 20.7
 
 
+def _assert_each_seed_is_the_engine_step_on_its_batch(cfg, opt, single, state, seed_batches, steps=2):
+    """Seed i of the multi-seed ``state`` equals the engine's step run ``steps`` times alone on its batch."""
+    for i, (seed, b_i) in enumerate(seed_batches):
+        params, ms = m.init(cfg, jax.random.key(seed))
+        s = create_train_state(jax.random.key(10_000 + seed), params, ms, opt)
+        for _ in range(steps):
+            s, _ = single(s, b_i)
+        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_multi_seed_step_equals_the_engine_step_run_per_seed():
     cfg = m.Config(hidden_y=(8,), hidden_z=(4,), hidden_x=(8,), x_dim=12)
     opt = make_optimizer(OptimizerConfig(learning_rate=1e-2, eps=1e-4, clip_value=1.0))
@@ -65,19 +76,12 @@ def test_multi_seed_step_equals_the_engine_step_run_per_seed():
     batch = {"x_l": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_l": np.arange(4, dtype=np.int32),
              "x_u": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_u": m.corner_labels()[:4]}
     multi = E.make_multi_seed_step(loss_fn, opt)
-    state = E.init_multi_seed_state(cfg, opt, (3, 4))
+    shared = E.init_multi_seed_state(cfg, opt, (3, 4))
     for _ in range(2):
-        state, metrics = multi(state, batch)
+        shared, metrics = multi(shared, batch)
     single = make_train_step(loss_fn, opt)
-    for i, seed in enumerate((3, 4)):
-        params, ms = m.init(cfg, jax.random.key(seed))
-        s = create_train_state(jax.random.key(10_000 + seed), params, ms, opt)
-        for _ in range(2):
-            s, _ = single(s, batch)
-        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))
-    shared = state
+    _assert_each_seed_is_the_engine_step_on_its_batch(cfg, opt, single, shared, [(3, batch), (4, batch)])
+    assert int(shared.step) == 2 and np.isfinite(float(metrics["loss"]))
     # batch_per_seed (data.per_seed): seed i trains on batch[...][i], as the engine step on that batch alone
     other = {**batch, "x_u": 1.0 - batch["x_u"], "x_l": batch["x_l"][::-1].copy()}
     stacked = {k: np.stack([batch[k], other[k]]) for k in batch}
@@ -85,13 +89,7 @@ def test_multi_seed_step_equals_the_engine_step_run_per_seed():
     state = E.init_multi_seed_state(cfg, opt, (3, 4))
     for _ in range(2):
         state, _ = multi_ps(state, stacked)
-    for i, (seed, b_i) in enumerate(((3, batch), (4, other))):
-        params, ms = m.init(cfg, jax.random.key(seed))
-        s = create_train_state(jax.random.key(10_000 + seed), params, ms, opt)
-        for _ in range(2):
-            s, _ = single(s, b_i)
-        for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params))):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    _assert_each_seed_is_the_engine_step_on_its_batch(cfg, opt, single, state, [(3, batch), (4, other)])
     # seed 4's own batch made a difference: its params are not those of the shared-batch run
     assert not np.allclose(jax.tree.leaves(state.params)[0][1], jax.tree.leaves(shared.params)[0][1])
 
