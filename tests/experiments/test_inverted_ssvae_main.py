@@ -324,8 +324,7 @@ def test_confirm_config_is_codefull_on_new_seeds_each_with_its_own_data():
     assert conf.run.variants == ("none", "z_observed")
 
 
-@pytest.mark.parametrize("per_seed", [pytest.param(False, marks=pytest.mark.slow), True])
-def test_device_data_sends_indices_and_trains_on_the_same_batches(per_seed):
+def _host_and_index_iterators(per_seed):
     fake = _FakeMnist()
     dc = _small_data_cfg(unfeatured_z="fixed", per_seed=per_seed)
     seeds = (1, 2)
@@ -339,24 +338,35 @@ def test_device_data_sends_indices_and_trains_on_the_same_batches(per_seed):
                for d, c in zip(datas, dcs)]
         return E.SeedStackedIterator(its) if per_seed else its[0]
 
-    host, idx = iterator(False), iterator(True)
-    tables = E.device_tables(datas, per_seed)
+    return cfg, seeds, E.device_tables(datas, per_seed), iterator(False), iterator(True)
+
+
+@pytest.mark.parametrize("per_seed", [False, True])
+def test_device_data_sends_indices_that_gather_the_same_batches(per_seed):
+    _, _, tables, host, idx = _host_and_index_iterators(per_seed)
     assert tables["x_u"].shape == ((2,) if per_seed else ()) + (50, 784)
-    hb, ib = next(host), next(idx)
-    assert set(ib) == {"i_l", "i_u", "y_u", "z_u"} and ib["i_l"].dtype == np.int32
-    assert ib["i_l"].nbytes * 784 == hb["x_l"].nbytes  # indices instead of rows
-    gathered = E._gather(ib, tables)
-    assert set(gathered) == set(hb)
-    for k in hb:  # the very same rows, bit for bit
-        np.testing.assert_array_equal(np.asarray(gathered[k]), hb[k])
+    for _ in range(3):
+        hb, ib = next(host), next(idx)
+        assert set(ib) == {"i_l", "i_u", "y_u", "z_u"} and ib["i_l"].dtype == np.int32
+        assert ib["i_l"].nbytes * 784 == hb["x_l"].nbytes  # indices instead of rows
+        gathered = jax.jit(E._gather)(ib, tables)
+        assert set(gathered) == set(hb)
+        for k in hb:  # the very same rows, bit for bit
+            np.testing.assert_array_equal(np.asarray(gathered[k]), hb[k])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per_seed", [False, True])
+def test_device_data_step_trains_as_the_host_batch_step(per_seed):
+    cfg, seeds, tables, host, idx = _host_and_index_iterators(per_seed)
     opt = make_optimizer(OptimizerConfig(learning_rate=1e-2, eps=1e-4, clip_value=1.0))
     loss_fn = m.make_loss_fn(cfg)
     on_host = E.make_multi_seed_step(loss_fn, opt, batch_per_seed=per_seed)
     on_device = E.make_multi_seed_step(loss_fn, opt, batch_per_seed=per_seed, tables=tables)
     sh, sd = E.init_multi_seed_state(cfg, opt, seeds), E.init_multi_seed_state(cfg, opt, seeds)
-    for b_h, b_i in [(hb, ib), (next(host), next(idx))]:
-        sh, mh = on_host(sh, b_h)
-        sd, md = on_device(sd, b_i)
+    for _ in range(2):
+        sh, mh = on_host(sh, next(host))
+        sd, md = on_device(sd, next(idx))
     for a, b in zip(jax.tree.leaves(sh.params), jax.tree.leaves(sd.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(float(mh["loss"]), float(md["loss"]), rtol=1e-6)
