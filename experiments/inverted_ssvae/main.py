@@ -176,7 +176,7 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.data_seed)
     images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
     if cfg.task == "untapped":
-        x_all = images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+        x_all = _untapped_images(cfg, m)
         y_all = np.concatenate([m.y_train, m.y_test]).astype(np.int32)
         lab = y_all < cfg.labeled_digits
         out = {
@@ -201,6 +201,12 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     return out
 
 
+def _untapped_images(cfg: DataConfig, m) -> np.ndarray:
+    """The 70k train + test images of the untapped task, float32 [70000, 784], rounded for ``pixels='binary'``."""
+    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
+    return images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+
+
 def _unlabeled_subset(x_all: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
     return x_all[rng.integers(0, len(x_all), num)]
 
@@ -218,12 +224,14 @@ def build_seed_data(cfg: DataConfig, seeds: Sequence[int], mnist=None) -> list[d
     labeled pairs, evaluation images and corners (which do not depend on the data seed) are shared arrays,
     so the host memory grows by one unlabeled set (``num_unlabeled x 784`` float32) per seed.
     """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"build_seed_data: `seeds` must be non-empty and distinct; got {seeds}.")
     m = load_mnist() if mnist is None else mnist
     base = build_data(dataclasses.replace(cfg, per_seed=False), mnist=m)
     if not cfg.per_seed:
         return [base] * len(seeds)
-    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
-    x_all = images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+    x_all = _untapped_images(cfg, m)
     out = []
     for s in seeds:
         rng = np.random.default_rng(seed_data_seed(cfg, s))
@@ -313,6 +321,8 @@ def index_data(data: Mapping[str, Any]) -> dict[str, Any]:
 def device_tables(datas: Sequence[Mapping[str, Any]], per_seed: bool) -> dict[str, jax.Array]:
     """The training rows on the device, for :func:`index_data` batches: ``x_l`` [N_l, D], ``y_l`` [N_l]
     (the same for every seed), ``x_u`` [N_u, D], or with ``per_seed`` [S, N_u, D] (seed i's own set)."""
+    if not datas:
+        raise ValueError("device_tables: `datas` must hold one data dict per model seed; got none.")
     lab = datas[0]["labeled"]
     x_u = np.stack([d["unlabeled"]["x_u"] for d in datas]) if per_seed else datas[0]["unlabeled"]["x_u"]
     return {"x_l": jax.device_put(lab["x_l"]), "y_l": jax.device_put(lab["y_l"]), "x_u": jax.device_put(x_u)}

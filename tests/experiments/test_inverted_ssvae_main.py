@@ -283,6 +283,11 @@ def test_per_seed_data_gives_each_seed_the_data_of_its_own_data_seed():
     assert not np.array_equal(per[0]["unlabeled"]["x_u"], per[1]["unlabeled"]["x_u"])
     shared = E.build_seed_data(dataclasses.replace(dc, per_seed=False), seeds, mnist=fake)
     assert all(d is shared[0] for d in shared) and E.seed_data_seed(dataclasses.replace(dc, per_seed=False), 5) == 3
+    for bad in ((), (1, 1)):
+        with pytest.raises(ValueError, match="seeds.*non-empty and distinct"):
+            E.build_seed_data(dc, bad, mnist=fake)
+    with pytest.raises(ValueError, match="datas.*got none"):
+        E.device_tables([], per_seed=True)
     # the stacked iterator: seed i's slice is seed i's own stream (batch order and fixed z's included)
     wide = m.Config(z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
     dcs = [dataclasses.replace(dc, data_seed=E.seed_data_seed(dc, s), per_seed=False) for s in seeds]
