@@ -682,7 +682,10 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         state, history = fit(state=state, train_step=step, train_iter=it, num_steps=cfg.run.num_steps,
                              workdir=os.path.join(workdir, name), config=run_cfg, log_every=cfg.run.log_every,
                              checkpoint_every=cfg.run.checkpoint_every, progress=progress,
-                             sync_every=cfg.run.sync_every, time_limit_s=cfg.run.time_limit_s)
+                             sync_every=cfg.run.sync_every, time_limit_s=cfg.run.time_limit_s,
+                             # logged examples/s: every seed's unlabeled batch per step (a per-seed batch's
+                             # leading axis is the seed axis, which the loop's default would count)
+                             examples_per_step=len(seeds) * cfg.data.batch_unlabeled)
         train_s = time.time() - t0
         per_seed = []
         for i, seed in enumerate(seeds):

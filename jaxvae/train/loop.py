@@ -265,6 +265,7 @@ def fit(
     progress: bool = True,
     sync_every: int = 1,
     time_limit_s: float | None = None,
+    examples_per_step: int | None = None,
 ) -> tuple[PyTree, dict]:
     """Train ``state`` to ``num_steps`` steps, resuming from ``workdir`` when it holds a checkpoint.
 
@@ -294,6 +295,10 @@ def fit(
         docstring. Any value gives bitwise the same parameters.
       time_limit_s: stop at the first sync after this many seconds of this call, saving a
         checkpoint; ``history["time_limited"]`` is then True (a re-run resumes). ``None``: no limit.
+      examples_per_step: training examples one step consumes over all hosts, for the logged
+        ``examples_per_sec``. ``None`` (default): the batch's leading dimension times the number of
+        processes. Pass it when the leading axis is not the example axis, e.g. a batch stacked
+        ``[S, B, ...]`` over S model seeds consumes ``S * B`` examples.
 
     Returns:
       ``(state, history)`` with ``history = {"train": [records], "eval": [records],
@@ -311,6 +316,8 @@ def fit(
     log_every = _require_positive("log_every", log_every)
     checkpoint_every = _require_positive("checkpoint_every", checkpoint_every)
     sync_every = _require_positive("sync_every", sync_every)
+    if examples_per_step is not None:
+        examples_per_step = _require_positive("examples_per_step", examples_per_step)
     if time_limit_s is not None and (isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float))
                                      or not time_limit_s > 0):
         raise ValueError(f"`time_limit_s` must be a positive number of seconds or None; got {time_limit_s!r}.")
@@ -376,6 +383,8 @@ def fit(
         check_finite_batch(batch, where="first training batch")
         batch_size = _leading_dim(batch) * jax.process_count()  # each host feeds its own slice
         eval_bs = eval_batch_size or batch_size
+        if examples_per_step is None:
+            examples_per_step = batch_size
         window: dict[str, float] = {}
         window_steps, window_time = 0, 0.0
         pending: list = []  # device metrics of steps not yet fetched
@@ -421,7 +430,7 @@ def fit(
                     rec["train/skipped"] = int(np.asarray(metrics["skipped"]))
                 timed_steps = window_steps - (1 if t - window_steps == start else 0)
                 if timed_steps > 0 and window_time > 0:
-                    rec["examples_per_sec"] = batch_size * timed_steps / window_time
+                    rec["examples_per_sec"] = examples_per_step * timed_steps / window_time
                     rec["steps_per_sec"] = timed_steps / window_time
                 if t - window_steps == start:
                     rec["first_step_sec"] = first_step_s

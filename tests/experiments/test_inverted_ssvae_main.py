@@ -385,6 +385,9 @@ def test_smoke_run_with_per_seed_data_on_the_device(tmp_path):
     for v in res["variants"].values():
         assert [(p["seed"], p["data_seed"]) for p in v["per_seed"]] == [(0, 100), (1, 101)]
         assert v["steps_done"] == 3 and np.isfinite(v["summary"]["ce_59"]["mean"])
+        # examples/s counts both seeds' batches of 16, not the leading (seed) axis of 2
+        last = v["final_train_metrics"]
+        assert last["examples_per_sec"] == pytest.approx(2 * 16 * last["steps_per_sec"], rel=1e-9)
     z = res["fixed_unfeatured_z"]["untapped"]  # one set of 10 per seed, each its data seed's
     assert np.shape(z) == (2, 10, 2)
     dc = E.DataConfig(data_seed=101, unfeatured_z="fixed")

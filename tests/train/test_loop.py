@@ -101,6 +101,21 @@ def _raise():
     raise Crash
 
 
+def test_examples_per_sec_counts_the_batch_axis_or_the_examples_per_step_given(tmp_path):
+    # toy batches are [8, D]: by default a step is 8 examples; a caller whose leading axis is not the
+    # example axis (a seed axis) passes its own count
+    for sub, given, per_step in (("default", None, 8), ("given", 1000, 1000)):
+        _, hist = run(tmp_path / sub, 6, examples_per_step=given)
+        timed = [r for r in hist["train"] if "steps_per_sec" in r]
+        assert timed, hist["train"]
+        for r in timed:
+            assert r["examples_per_sec"] == pytest.approx(per_step * r["steps_per_sec"], rel=1e-9)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="examples_per_step"):
+            run(tmp_path / f"bad{bad}", 2, examples_per_step=bad)
+        assert not (tmp_path / f"bad{bad}").exists()  # refused before anything is written
+
+
 def test_fit_trains_logs_evaluates_and_checkpoints(tmp_path):
     ev = toy_eval_step(16)
     data = toy_data(37, seed=1)
