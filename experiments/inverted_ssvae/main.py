@@ -174,7 +174,7 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     """The task's arrays: ``labeled`` {x_l, y_l}, ``unlabeled`` {x_u}, ``corners`` [C, C], and eval sets."""
     m = load_mnist() if mnist is None else mnist
     rng = np.random.default_rng(cfg.data_seed)
-    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
+    images = _pixel_map(cfg)
     if cfg.task == "untapped":
         x_all = _untapped_images(cfg, m)
         y_all = np.concatenate([m.y_train, m.y_test]).astype(np.int32)
@@ -201,10 +201,14 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
     return out
 
 
+def _pixel_map(cfg: DataConfig):
+    """Images in [0, 1] -> the task's pixels: rounded for ``pixels='binary'``, unchanged otherwise."""
+    return binarize_round if cfg.pixels == "binary" else (lambda x: x)
+
+
 def _untapped_images(cfg: DataConfig, m) -> np.ndarray:
     """The 70k train + test images of the untapped task, float32 [70000, 784], rounded for ``pixels='binary'``."""
-    images = binarize_round if cfg.pixels == "binary" else (lambda x: x)
-    return images(to_unit_float(np.concatenate([m.x_train, m.x_test])))
+    return _pixel_map(cfg)(to_unit_float(np.concatenate([m.x_train, m.x_test])))
 
 
 def _unlabeled_subset(x_all: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
