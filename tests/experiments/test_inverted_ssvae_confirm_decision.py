@@ -1,0 +1,104 @@
+"""The Gemp confirmatory test's decision (experiments/inverted_ssvae/confirm_decision.py)."""
+
+import copy
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from experiments.inverted_ssvae import confirm_decision as C
+from experiments.inverted_ssvae.configs.untapped_full_confirm import get_config
+from experiments.inverted_ssvae.main import _to_dict, paired_p_values
+
+HERE = os.path.dirname(C.__file__)
+
+
+def _gpu_run(seeds, m2, un):
+    cfg = _to_dict(get_config())
+    cfg["run"].update(seeds=list(seeds), device_data=True, checkpoint_every=600)
+
+    def variant(ces):
+        return {"per_seed": [{"seed": s, "data_seed": s, "ce_59": c, "ce_59_authors": c} for s, c in zip(seeds, ces)],
+                "steps_done": 600, "time_limited": False}
+
+    return {"config": cfg, "variants": {"M2": variant(m2), "untapped": variant(un)}}
+
+
+def _cpu(rng):
+    seeds = tuple(range(10, 26))
+    return {"seeds": seeds, "M2": tuple(rng.uniform(1.8, 2.5, 16)), "untapped": tuple(rng.uniform(1.5, 2.5, 16))}
+
+
+def test_primary_takes_cpu_seeds_from_cpu_and_the_rest_from_gpu():
+    rng = np.random.default_rng(1)
+    g_m2, g_un = rng.uniform(1.8, 2.6, 40), rng.uniform(1.5, 2.6, 40)
+    runs = [_gpu_run(range(10, 26), g_m2[:16], g_un[:16]), _gpu_run(range(26, 50), g_m2[16:], g_un[16:])]
+    cpu = _cpu(rng)
+    out = C.decide(runs, ["a", "b"], cpu=cpu)
+    m2 = np.concatenate([cpu["M2"], g_m2[16:]])
+    un = np.concatenate([cpu["untapped"], g_un[16:]])
+    d = un - m2
+    p = out["primary"]
+    assert p["n"] == 40 and p["paired_mean"] == pytest.approx(d.mean())
+    assert p["paired_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(40))
+    assert p["untapped_better"] == int(np.sum(d < 0))
+    assert p["p_sign_flip"] == pytest.approx(paired_p_values(d)["p_sign_flip"])
+    assert out["met"] == (p["p_sign_flip"] < 0.05)
+    s = out["sensitivity_all_gpu"]
+    assert s["paired_mean"] == pytest.approx((g_un - g_m2).mean())
+    assert out["cpu_vs_gpu_same_seeds"]["seeds"] == list(range(10, 26))
+
+
+def test_decision_follows_the_primary_p_value():
+    rng = np.random.default_rng(2)
+    m2 = rng.uniform(1.9, 2.3, 40)
+    better = [_gpu_run(range(10, 50), m2, m2 - 0.3 + rng.normal(0, 0.05, 40))]
+    worse = [_gpu_run(range(10, 50), m2, m2 + 0.3 + rng.normal(0, 0.05, 40))]
+    cpu_b = {"seeds": tuple(range(10, 26)), "M2": tuple(m2[:16]), "untapped": tuple(m2[:16] - 0.3)}
+    cpu_w = {"seeds": tuple(range(10, 26)), "M2": tuple(m2[:16]), "untapped": tuple(m2[:16] + 0.3)}
+    assert C.decide(better, cpu=cpu_b)["met"] is True
+    assert C.decide(worse, cpu=cpu_w)["met"] is False
+
+
+def test_refuses_missing_seeds_and_other_settings():
+    rng = np.random.default_rng(3)
+    cpu = _cpu(rng)
+    short = [_gpu_run(range(10, 49), rng.uniform(2, 2.2, 39), rng.uniform(2, 2.2, 39))]
+    with pytest.raises(ValueError, match="exactly once"):
+        C.decide(short, cpu=cpu)
+    other = _gpu_run(range(10, 50), rng.uniform(2, 2.2, 40), rng.uniform(2, 2.2, 40))
+    other["config"]["data"]["batch_unlabeled"] = 500
+    with pytest.raises(ValueError, match="untapped_full_confirm.py at 'data.batch_unlabeled'"):
+        C.decide([other], cpu=cpu)
+    with pytest.raises(ValueError, match="one length"):
+        C.paired_summary([1.0, 2.0], [1.0])
+
+
+def test_recorded_cpu_values_are_the_readme_interim_table():
+    """The CPU seeds' values (their results.json files are lost) must be the ones the README records."""
+    with open(os.path.join(HERE, "README.md")) as f:
+        text = f.read()
+    m2, un = [], []
+    for lo in (10, 14, 18, 22):
+        row = re.search(rf"^\| {lo}-{lo + 3} \(interim\) \|(.*)$", text, re.M)
+        assert row, f"README interim row {lo}-{lo + 3} not found"
+        groups = re.findall(r"\(([0-9., ]+)\)", row.group(1))
+        m2 += [float(x) for x in groups[0].split(",")]
+        un += [float(x) for x in groups[1].split(",")]
+    assert tuple(m2) == C.CPU_SEEDS_10_25["M2"] and tuple(un) == C.CPU_SEEDS_10_25["untapped"]
+
+
+def test_kept_gpu_results_are_the_confirm_config_and_cover_every_seed():
+    paths = sorted(glob.glob(os.path.join(HERE, "results", "confirm_h200", "*.json")))
+    assert paths, "results/confirm_h200 holds the H200 groups"
+    runs = [json.load(open(p)) for p in paths]
+    C.check_confirm_config(runs, paths)
+    seeds = sorted(int(p["seed"]) for r in runs for p in r["variants"]["M2"]["per_seed"])
+    assert seeds == list(range(10, 50))
+    tampered = copy.deepcopy(runs[0])
+    tampered["config"]["run"]["num_steps"] = 525
+    with pytest.raises(ValueError, match="run.num_steps"):
+        C.check_confirm_config([tampered], ["t"])
