@@ -10,7 +10,7 @@ Where the 40 seeds ran:
 - seeds 10-25 on the project's 2-core CPU (jax 0.10.2), four groups of four, 2026-11-27 04:19-12:40 UTC.
   Their ``results.json`` files were lost with that machine's ``runs/`` folder; their per-seed ``ce_59``
   survive as the README's interim table records them (three decimals): :data:`CPU_SEEDS_10_25`.
-- seeds 26-49 (and, as a check, 10-25 again) on a lent NVIDIA H200 (jax 0.11.2), 2026-11-27 13:31-13:40
+- seeds 26-49 (and, as a check, 10-25 again) on a lent NVIDIA H200 (jax 0.11.2), 2026-11-27 13:31-13:39
   UTC, with ``gpu_confirm.sh``; their ``results.json`` are kept in ``results/confirm_h200/``.
 
 **Primary analysis** (the seeds as first run): seeds 10-25 from the CPU, 26-49 from the H200.
