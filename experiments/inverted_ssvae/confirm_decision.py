@@ -23,9 +23,6 @@ float differences between platforms). Both are reported; the primary one decides
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -137,23 +134,7 @@ def report(out: Mapping[str, Any]) -> str:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", nargs="+", help="results.json of each GPU group")
-    ap.add_argument("--out", default=None, help="write both analyses here (JSON)")
-    a = ap.parse_args(argv if argv is not None else sys.argv[1:])
-    loaded = []
-    for path in a.results:
-        with open(path) as f:
-            loaded.append(json.load(f))
-    try:
-        out = decide(loaded, a.results)
-    except ValueError as e:
-        raise SystemExit(f"confirm_decision: {e}") from None
-    print(report(out))
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(out, f, indent=1)
-    return out
+    return pool_lib.run_cli(argv, __doc__.split("\n\n")[0], decide, report, "confirm_decision")
 
 
 if __name__ == "__main__":

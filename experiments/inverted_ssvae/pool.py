@@ -122,24 +122,30 @@ def report(pooled: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_cli(argv, description: str, compute, render, prog: str) -> dict:
+    """The command line shared by ``pool`` and ``confirm_decision``: load each ``results.json``, run
+    ``compute(loaded, paths)``, print ``render(out)``, optionally write ``out`` as JSON (``--out``)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("results", nargs="+", help="results.json of each run")
-    ap.add_argument("--out", default=None, help="write the pooled per-seed results and statistics here")
+    ap.add_argument("--out", default=None, help="write the per-seed results and statistics here (JSON)")
     a = ap.parse_args(argv if argv is not None else sys.argv[1:])
     loaded = []
     for path in a.results:
         with open(path) as f:
             loaded.append(json.load(f))
     try:
-        pooled = pool(loaded, a.results)
+        out = compute(loaded, a.results)
     except ValueError as e:
-        raise SystemExit(f"pool: {e}") from None
-    print(report(pooled))
+        raise SystemExit(f"{prog}: {e}") from None
+    print(render(out))
     if a.out:
         with open(a.out, "w") as f:
-            json.dump(pooled, f, indent=1)
-    return pooled
+            json.dump(out, f, indent=1)
+    return out
+
+
+def main(argv=None) -> dict:
+    return run_cli(argv, __doc__.split("\n\n")[0], pool, report, "pool")
 
 
 if __name__ == "__main__":

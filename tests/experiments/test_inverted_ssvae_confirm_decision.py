@@ -102,3 +102,14 @@ def test_kept_gpu_results_are_the_confirm_config_and_cover_every_seed():
     tampered["config"]["run"]["num_steps"] = 525
     with pytest.raises(ValueError, match="run.num_steps"):
         C.check_confirm_config([tampered], ["t"])
+
+
+def test_command_line_prints_the_decision_writes_json_and_names_itself_on_refusal(tmp_path, capsys):
+    paths = sorted(glob.glob(os.path.join(HERE, "results", "confirm_h200", "*.json")))
+    out = tmp_path / "decision.json"
+    got = C.main(paths + ["--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "decision (primary, p < 0.05)" in printed and "sensitivity (all 40 on the GPU)" in printed
+    assert json.loads(out.read_text())["met"] == got["met"]
+    with pytest.raises(SystemExit, match="confirm_decision: decide: the GPU groups hold seeds"):
+        C.main(paths[:1])
