@@ -90,45 +90,58 @@ def decide(gpu_results: Sequence[Mapping[str, Any]], names: Sequence[str] | None
     cpu_seeds = tuple(int(s) for s in cpu["seeds"])
     if len(cpu["M2"]) != len(cpu_seeds) or len(cpu["untapped"]) != len(cpu_seeds):
         raise ValueError("decide: `cpu` needs one M2 and one untapped value per seed")
+    if len(set(cpu_seeds)) != len(cpu_seeds) or not set(cpu_seeds) <= set(CONFIRM_SEEDS):
+        raise ValueError(f"decide: `cpu['seeds']` must be distinct seeds of {CONFIRM_SEEDS[0]}-{CONFIRM_SEEDS[-1]}; "
+                         f"got {cpu_seeds}")
     c_m2, c_un = dict(zip(cpu_seeds, cpu["M2"])), dict(zip(cpu_seeds, cpu["untapped"]))
     primary_m2 = [c_m2[s] if s in c_m2 else g_m2[s] for s in CONFIRM_SEEDS]
     primary_un = [c_un[s] if s in c_un else g_un[s] for s in CONFIRM_SEEDS]
     primary = paired_summary(primary_m2, primary_un)
     sensitivity = paired_summary([g_m2[s] for s in CONFIRM_SEEDS], [g_un[s] for s in CONFIRM_SEEDS])
-    # the seeds run on both platforms: how far one seed's result moves between them
+    # the seeds run on both platforms (every CPU seed: the GPU groups hold all 40): how far one seed's
+    # result moves between them; None with fewer than two such seeds (no spread, no correlation)
     both = [s for s in cpu_seeds if s in g_m2]
+    out = {"seeds": list(CONFIRM_SEEDS), "alpha": ALPHA, "gpu_sources": names,
+           "primary": {"cpu_seeds": list(cpu_seeds), **primary},
+           "sensitivity_all_gpu": sensitivity, "cpu_vs_gpu_same_seeds": None,
+           "met": bool(primary["p_sign_flip"] < ALPHA)}
+    if len(both) < 2:
+        return out
     agreement = {}
     for v, c, g in (("M2", c_m2, g_m2), ("untapped", c_un, g_un)):
         a, b = np.array([c[s] for s in both]), np.array([g[s] for s in both])
-        agreement[v] = {"median_abs_diff": float(np.median(np.abs(b - a))), "max_abs_diff": float(np.max(np.abs(b - a))),
+        agreement[v] = {"median_abs_diff": float(np.median(np.abs(b - a))),
+                        "max_abs_diff": float(np.max(np.abs(b - a))),
                         "corr": float(np.corrcoef(a, b)[0, 1])}
     d_cpu = np.array([c_un[s] - c_m2[s] for s in both])
     d_gpu = np.array([g_un[s] - g_m2[s] for s in both])
     agreement["paired_difference_same_sign"] = int(np.sum((d_cpu < 0) == (d_gpu < 0)))
     agreement["seeds"] = both
-    return {"seeds": list(CONFIRM_SEEDS), "alpha": ALPHA, "gpu_sources": names,
-            "primary": {"cpu_seeds": list(cpu_seeds), **primary},
-            "sensitivity_all_gpu": sensitivity, "cpu_vs_gpu_same_seeds": agreement,
-            "met": bool(primary["p_sign_flip"] < ALPHA)}
+    out["cpu_vs_gpu_same_seeds"] = agreement
+    return out
 
 
 def report(out: Mapping[str, Any]) -> str:
     lines = []
-    for key, title in (("primary", f"primary (seeds {out['primary']['cpu_seeds'][0]}-{out['primary']['cpu_seeds'][-1]} "
-                                   "CPU, the rest GPU)"), ("sensitivity_all_gpu", "sensitivity (all 40 on the GPU)")):
+    cs = out["primary"]["cpu_seeds"]
+    primary_title = f"primary (seeds {cs[0]}-{cs[-1]} CPU, the rest GPU)" if cs else "primary (all GPU)"
+    for key, title in (("primary", primary_title),
+                       ("sensitivity_all_gpu", "sensitivity (all 40 on the GPU)")):
         r = out[key]
         lines.append(f"{title}: M2 {r['m2_mean']:.3f} +- {r['m2_std']:.3f}, untapped {r['untapped_mean']:.3f} +- "
                      f"{r['untapped_std']:.3f}; untapped - M2 paired {r['paired_mean']:+.3f} +- {r['paired_se']:.3f} "
                      f"(z = {r['z']:.2f}, 95% interval [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}], per-seed sd "
                      f"{r['paired_std']:.3f}, effect size {r['effect_size']:+.2f}); untapped better in "
                      f"{r['untapped_better']} of {r['n']}; one-sided sign-flip p {r['p_sign_flip']:.4f}"
-                     f"{'' if r['p_sign_flip_exact'] else ' (2^20 sampled patterns)'}, sign test {r['p_sign_test']:.4f}")
+                     f"{'' if r['p_sign_flip_exact'] else ' (2^20 sampled patterns)'}, "
+                     f"sign test {r['p_sign_test']:.4f}")
     a = out["cpu_vs_gpu_same_seeds"]
-    lines.append(f"seeds {a['seeds'][0]}-{a['seeds'][-1]} on both: |GPU - CPU| median / max: M2 "
-                 f"{a['M2']['median_abs_diff']:.3f} / {a['M2']['max_abs_diff']:.3f} (corr {a['M2']['corr']:.2f}), "
-                 f"untapped {a['untapped']['median_abs_diff']:.3f} / {a['untapped']['max_abs_diff']:.3f} "
-                 f"(corr {a['untapped']['corr']:.2f}); paired difference of the same sign in "
-                 f"{a['paired_difference_same_sign']} of {len(a['seeds'])}")
+    if a is not None:
+        lines.append(f"seeds {a['seeds'][0]}-{a['seeds'][-1]} on both: |GPU - CPU| median / max: M2 "
+                     f"{a['M2']['median_abs_diff']:.3f} / {a['M2']['max_abs_diff']:.3f} (corr {a['M2']['corr']:.2f}), "
+                     f"untapped {a['untapped']['median_abs_diff']:.3f} / {a['untapped']['max_abs_diff']:.3f} "
+                     f"(corr {a['untapped']['corr']:.2f}); paired difference of the same sign in "
+                     f"{a['paired_difference_same_sign']} of {len(a['seeds'])}")
     lines.append(f"decision (primary, p < {out['alpha']}): {'MET' if out['met'] else 'NOT MET'}")
     return "\n".join(lines)
 

@@ -113,3 +113,16 @@ def test_command_line_prints_the_decision_writes_json_and_names_itself_on_refusa
     assert json.loads(out.read_text())["met"] == got["met"]
     with pytest.raises(SystemExit, match="confirm_decision: decide: the GPU groups hold seeds"):
         C.main(paths[:1])
+
+
+def test_cpu_seeds_must_be_distinct_confirm_seeds_and_all_gpu_skips_the_platform_comparison():
+    rng = np.random.default_rng(4)
+    runs = [_gpu_run(range(10, 50), rng.uniform(2, 2.2, 40), rng.uniform(1.9, 2.1, 40))]
+    with pytest.raises(ValueError, match="distinct seeds of 10-49"):
+        C.decide(runs, cpu={"seeds": (5, 10), "M2": (2.0, 2.0), "untapped": (1.9, 1.9)})
+    with pytest.raises(ValueError, match="distinct seeds of 10-49"):
+        C.decide(runs, cpu={"seeds": (10, 10), "M2": (2.0, 2.0), "untapped": (1.9, 1.9)})
+    out = C.decide(runs, cpu={"seeds": (), "M2": (), "untapped": ()})
+    assert out["cpu_vs_gpu_same_seeds"] is None
+    assert out["primary"]["paired_mean"] == pytest.approx(out["sensitivity_all_gpu"]["paired_mean"])
+    assert "primary (all GPU)" in C.report(out) and "on both" not in C.report(out)
