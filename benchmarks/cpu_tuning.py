@@ -89,7 +89,8 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -123,12 +124,17 @@ FLAGSETS: dict[str, dict] = {
     "eigen": {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_use_xnnpack": False},
     # XNNPACK fusions instead of YNNPACK
     "xnn": {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_experimental_xnn_fusion_type": f"{_DOT},{_ELT}"},
-    "xnn_graph": {"xla_cpu_experimental_ynn_fusion_type": "",
-                  "xla_cpu_experimental_xnn_graph_fusion_mode": "XNN_GRAPH_FUSION_MODE_GREEDY"},
+    "xnn_graph": {
+        "xla_cpu_experimental_ynn_fusion_type": "",
+        "xla_cpu_experimental_xnn_graph_fusion_mode": "XNN_GRAPH_FUSION_MODE_GREEDY",
+    },
     # oneDNN fusions (dot + eltwise) instead of YNNPACK. Eval compiles and runs; the train step dies
     # with "partition compile failed" then SIGILL on this machine (2-core Xeon VM): not for use.
-    "onednn": {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_use_onednn": True,
-               "xla_cpu_experimental_onednn_fusion_type": f"{_DOT},{_ELT}"},
+    "onednn": {
+        "xla_cpu_experimental_ynn_fusion_type": "",
+        "xla_cpu_use_onednn": True,
+        "xla_cpu_experimental_onednn_fusion_type": f"{_DOT},{_ELT}",
+    },
     "fast_math": {"xla_cpu_enable_fast_math": True},
     "vec512": {"xla_cpu_prefer_vector_width": 512},
     # --- thread use and code generation (second round, issue 4's large-batch train step) ---
@@ -153,8 +159,12 @@ FLAGSETS: dict[str, dict] = {
 # "INVALID_ARGUMENT: No such compile option" (and absent from ``XLA_FLAGS=--help``): leftovers of the
 # removed MLIR/XLA-runtime CPU pipeline. Kept so that ``--screen`` can show the refusal again.
 UNACCEPTED_FLAGSETS: dict[str, dict] = {
-    "custom_matmul_tiling": {"xla_cpu_enable_custom_matmul_tiling": True, "xla_cpu_matmul_tiling_m_dim": 16,
-                             "xla_cpu_matmul_tiling_n_dim": 16, "xla_cpu_matmul_tiling_k_dim": 16},
+    "custom_matmul_tiling": {
+        "xla_cpu_enable_custom_matmul_tiling": True,
+        "xla_cpu_matmul_tiling_m_dim": 16,
+        "xla_cpu_matmul_tiling_n_dim": 16,
+        "xla_cpu_matmul_tiling_k_dim": 16,
+    },
     "multi_output_fusion": {"xla_cpu_use_multi_output_fusion": True},
     "mlir_tiling_and_fusion": {"xla_cpu_enable_mlir_tiling_and_fusion": True},
 }
@@ -326,8 +336,9 @@ def microbatched_loss_fn(loss_fn: Callable, microbatch: int) -> Callable:
             (loss, metrics), g = vg(params, a[0], a[1])
             return jax.tree.map(jnp.add, carry, (loss, metrics, g)), None
 
-        zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: vg(params, jax.tree.map(lambda x: x[0], _split(batch, n)),
-                                                                        keys[0])))
+        zero = jax.tree.map(
+            jnp.zeros_like, jax.eval_shape(lambda: vg(params, jax.tree.map(lambda x: x[0], _split(batch, n)), keys[0]))
+        )
         zero = (zero[0][0], zero[0][1], zero[1])
         (loss, metrics, grads), _ = jax.lax.scan(body, zero, (_split(batch, n), keys))
         loss, metrics, grads = jax.tree.map(lambda x: x / n, (loss, metrics, grads))
@@ -340,8 +351,12 @@ def microbatched_loss_fn(loss_fn: Callable, microbatch: int) -> Callable:
     def bwd(res, ct):
         grads, model_state, batch, key_data = res
         g_loss = ct[0]
-        return (jax.tree.map(lambda g: g * g_loss, grads), jax.tree.map(jnp.zeros_like, model_state),
-                jax.tree.map(jnp.zeros_like, batch), np.zeros(key_data.shape, jax.dtypes.float0))
+        return (
+            jax.tree.map(lambda g: g * g_loss, grads),
+            jax.tree.map(jnp.zeros_like, model_state),
+            jax.tree.map(jnp.zeros_like, batch),
+            np.zeros(key_data.shape, jax.dtypes.float0),
+        )
 
     value.defvjp(fwd, bwd)
 
@@ -361,7 +376,7 @@ def _pieces(batch, k: int) -> list:
     if b % k:
         raise ValueError(f"batch of {b} examples does not split into {k} equal branches")
     m = b // k
-    return [jax.tree.map(lambda x: x[i * m:(i + 1) * m], batch) for i in range(k)]
+    return [jax.tree.map(lambda x: x[i * m : (i + 1) * m], batch) for i in range(k)]
 
 
 def split_eval_fn(eval_fn: Callable, k: int) -> Callable:
@@ -389,8 +404,10 @@ def split_loss_fn(loss_fn: Callable, k: int) -> Callable:
     def fn(params, model_state, batch, key):
         if model_state:
             raise ValueError("split branches here support models without model state (batch statistics)")
-        outs = [LossOutput(*loss_fn(params, model_state, b, jax.random.fold_in(key, i)))
-                for i, b in enumerate(_pieces(batch, k))]
+        outs = [
+            LossOutput(*loss_fn(params, model_state, b, jax.random.fold_in(key, i)))
+            for i, b in enumerate(_pieces(batch, k))
+        ]
         loss = sum(o.loss for o in outs) / k
         metrics = jax.tree.map(lambda *ms: sum(ms) / k, *[o.metrics for o in outs])
         return LossOutput(loss=loss, metrics=metrics, model_state=model_state)
@@ -495,8 +512,10 @@ def reference_check(spec: str, batch_np: np.ndarray, mode: str):
 
 
 def _loss_grads_record(loss, grads) -> dict:
-    return {"loss": np.asarray(loss),
-            **{"grad" + jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(grads)[0]}}
+    return {
+        "loss": np.asarray(loss),
+        **{"grad" + jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(grads)[0]},
+    }
 
 
 def max_rel_diff(a: dict, b: dict) -> dict:
@@ -543,15 +562,21 @@ def time_loops_cpu(fns, *, steps: int, repeats: int, warmup: int = 3):
 def program_text(compiled) -> str:
     """The optimized, scheduled HLO without source metadata (file/line tables, ``metadata={...}``),
     which changes with where the function was traced from, not with the program."""
-    lines = [ln for ln in compiled.as_text().splitlines()
-             if not re.match(r"(\d+ |FileNames|FunctionNames|FileLocations|StackFrames)", ln)]
+    lines = [
+        ln
+        for ln in compiled.as_text().splitlines()
+        if not re.match(r"(\d+ |FileNames|FunctionNames|FileLocations|StackFrames)", ln)
+    ]
     return re.sub(r", metadata=\{[^{}]*\}", "", "\n".join(lines))
 
 
 def _hlo_facts(compiled) -> dict:
     text = program_text(compiled)
-    return {"hlo_sha1": hashlib.sha1(text.encode()).hexdigest()[:12], "hlo_dots": len(re.findall(r"\bdot\(", text)),
-            "hlo_fusions": len(re.findall(r"\bfusion\(", text))}
+    return {
+        "hlo_sha1": hashlib.sha1(text.encode()).hexdigest()[:12],
+        "hlo_dots": len(re.findall(r"\bdot\(", text)),
+        "hlo_fusions": len(re.findall(r"\bfusion\(", text)),
+    }
 
 
 def check_only(spec: str, batch_size: int, mode: str) -> dict:
@@ -559,8 +584,15 @@ def check_only(spec: str, batch_size: int, mode: str) -> dict:
     v = parse_variant(spec)
     batch_np = _binary_batch(batch_size, CONFIG.x_shape)
     _, compile_s, check = build_variant(spec, batch_np, mode)
-    rec = dict(variant=spec, mode=mode, batch_size=batch_size, compiler_options=v.compiler_options, compiled=True,
-               compile_s=compile_s, **_hlo_facts(check.compiled))
+    rec = dict(
+        variant=spec,
+        mode=mode,
+        batch_size=batch_size,
+        compiler_options=v.compiler_options,
+        compiled=True,
+        compile_s=compile_s,
+        **_hlo_facts(check.compiled),
+    )
     if spec != "default":
         diff = max_rel_diff(check(), reference_check(spec, batch_np, mode))
         rec.update(numerics_max_rel_diff=diff, numerics_ok=numerics_ok(diff))
@@ -579,8 +611,17 @@ def screen(specs, batch_sizes, modes, emit, env, timeout_s: int = 600) -> list[d
                 v = parse_variant(spec)
                 if not v.fits(batch_size):
                     continue
-                cmd = [sys.executable, os.path.abspath(__file__), "--check-only", "--variants", spec,
-                       "--batch-sizes", str(batch_size), "--modes", mode]
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--check-only",
+                    "--variants",
+                    spec,
+                    "--batch-sizes",
+                    str(batch_size),
+                    "--modes",
+                    mode,
+                ]
                 t0 = time.perf_counter()
                 try:
                     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
@@ -592,10 +633,23 @@ def screen(specs, batch_sizes, modes, emit, env, timeout_s: int = 600) -> list[d
                     rec = json.loads(lines[-1])
                 else:
                     err = [ln for ln in (stderr or "").splitlines() if ln.strip()]
-                    rec = dict(variant=spec, mode=mode, batch_size=batch_size, compiler_options=v.compiler_options,
-                               compiled=False, returncode=rc, error=" | ".join(err[-3:])[-600:])
-                rec = dict(env, bench="cpu_tuning_screen", model=MODEL_NAME,
-                           xla_flags=xla_flags_spelling(v.compiler_options), screen_wall_s=time.perf_counter() - t0, **rec)
+                    rec = dict(
+                        variant=spec,
+                        mode=mode,
+                        batch_size=batch_size,
+                        compiler_options=v.compiler_options,
+                        compiled=False,
+                        returncode=rc,
+                        error=" | ".join(err[-3:])[-600:],
+                    )
+                rec = dict(
+                    env,
+                    bench="cpu_tuning_screen",
+                    model=MODEL_NAME,
+                    xla_flags=xla_flags_spelling(v.compiler_options),
+                    screen_wall_s=time.perf_counter() - t0,
+                    **rec,
+                )
                 emit(rec)
                 out.append(rec)
     return out
@@ -605,13 +659,20 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", nargs="*", type=int, default=[128, 1024, 8192])
     p.add_argument("--modes", nargs="*", default=["eval", "train"], choices=["eval", "train"])
-    p.add_argument("--variants", nargs="*", default=None,
-                   help="FLAGSET[+FLAGSET][+mbN|+splitK][+fastbern] (default: the recommended set, see RECOMMENDED)")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        help="FLAGSET[+FLAGSET][+mbN|+splitK][+fastbern] (default: the recommended set, see RECOMMENDED)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--target-examples", type=int, default=8192, help="examples per timed loop")
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--screen", action="store_true",
-                   help="no timing: compile and check each variant in a subprocess, record failures")
+    p.add_argument(
+        "--screen",
+        action="store_true",
+        help="no timing: compile and check each variant in a subprocess, record failures",
+    )
     p.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)  # one variant, for --screen
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -624,8 +685,12 @@ def main(argv=None) -> None:
         return
 
     emit, close_out = _timing.json_lines_sink(args.out)
-    env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               loadavg_start=os.getloadavg()[0], xla_flags_env=os.environ.get("XLA_FLAGS", ""))
+    env = dict(
+        _timing.environment(),
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        loadavg_start=os.getloadavg()[0],
+        xla_flags_env=os.environ.get("XLA_FLAGS", ""),
+    )
     if args.screen:
         specs = args.variants or ["ynn_off"] + [k for k in {**FLAGSETS, **UNACCEPTED_FLAGSETS} if k != "default"]
         screen(specs, args.batch_sizes, args.modes, emit, env)
@@ -656,22 +721,36 @@ def main(argv=None) -> None:
             i_def = variants.index("default")
             for i, v in enumerate(variants):
                 pv = parse_variant(v)
-                rec = dict(env, bench="cpu_tuning", model=MODEL_NAME, mode=mode, batch_size=batch_size, variant=v,
-                           compiler_options=pv.compiler_options, xla_flags=xla_flags_spelling(pv.compiler_options),
-                           microbatch=pv.microbatch, split=pv.split, fast_bernoulli=pv.fast_bernoulli,
-                           examples_per_sec=batch_size / _timing.median(times[i]),
-                           median_step_s=_timing.median(times[i]), compile_s=built[v][1], repeats=args.repeats,
-                           steps_per_repeat=steps, loadavg_1min=[load0, load1], utc=[t_start, t_end],
-                           cores_busy_median=_timing.median(busy[i]),
-                           over_default_pairwise_median=_timing.median(
-                               [d / j for j, d in zip(times[i], times[i_def])]),
-                           **_hlo_facts(built[v][2].compiled))
+                rec = dict(
+                    env,
+                    bench="cpu_tuning",
+                    model=MODEL_NAME,
+                    mode=mode,
+                    batch_size=batch_size,
+                    variant=v,
+                    compiler_options=pv.compiler_options,
+                    xla_flags=xla_flags_spelling(pv.compiler_options),
+                    microbatch=pv.microbatch,
+                    split=pv.split,
+                    fast_bernoulli=pv.fast_bernoulli,
+                    examples_per_sec=batch_size / _timing.median(times[i]),
+                    median_step_s=_timing.median(times[i]),
+                    compile_s=built[v][1],
+                    repeats=args.repeats,
+                    steps_per_repeat=steps,
+                    loadavg_1min=[load0, load1],
+                    utc=[t_start, t_end],
+                    cores_busy_median=_timing.median(busy[i]),
+                    over_default_pairwise_median=_timing.median([d / j for j, d in zip(times[i], times[i_def])]),
+                    **_hlo_facts(built[v][2].compiled),
+                )
                 if torch_mod is not None:
-                    rec.update(torch_examples_per_sec=batch_size / _timing.median(times[-1]),
-                               torch_cores_busy_median=_timing.median(busy[-1]),
-                               jax_over_torch_pairwise_median=_timing.median(
-                                   [t / j for j, t in zip(times[i], times[-1])]),
-                               jax_over_torch_pairs=[t / j for j, t in zip(times[i], times[-1])])
+                    rec.update(
+                        torch_examples_per_sec=batch_size / _timing.median(times[-1]),
+                        torch_cores_busy_median=_timing.median(busy[-1]),
+                        jax_over_torch_pairwise_median=_timing.median([t / j for j, t in zip(times[i], times[-1])]),
+                        jax_over_torch_pairs=[t / j for j, t in zip(times[i], times[-1])],
+                    )
                 if v != "default":
                     diff = max_rel_diff(built[v][2](), reference_check(v, batch_np, mode))
                     rec.update(numerics_max_rel_diff=diff, numerics_ok=numerics_ok(diff))

@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -85,8 +85,13 @@ def vae_builder(config: vae.Config) -> Callable[[int], Built]:
         state = create_train_state(key, params, model_state, opt)
         return Built(
             state=state,
-            train_step=make_train_step(vae.make_loss_fn(config), opt, compiler_options=COMPILER_OPTIONS,
-                                       microbatch=_microbatch(batch_size), microbatch_mode=MICROBATCH_MODE),
+            train_step=make_train_step(
+                vae.make_loss_fn(config),
+                opt,
+                compiler_options=COMPILER_OPTIONS,
+                microbatch=_microbatch(batch_size),
+                microbatch_mode=MICROBATCH_MODE,
+            ),
             eval_step=make_eval_step(vae.make_eval_fn(config), compiler_options=COMPILER_OPTIONS),
             batch={"x": jnp.asarray(_binary_batch(batch_size, config.x_shape))},
             key=jax.random.key(1),
@@ -113,8 +118,13 @@ def _engine_builder(init, loss_fn, eval_fn, make_batch, make_eval_batch, opt_cfg
         opt = make_optimizer(opt_cfg)
         return Built(
             state=create_train_state(key, params, model_state, opt),
-            train_step=make_train_step(loss_fn, opt, compiler_options=COMPILER_OPTIONS,
-                                       microbatch=_microbatch(batch_size), microbatch_mode=MICROBATCH_MODE),
+            train_step=make_train_step(
+                loss_fn,
+                opt,
+                compiler_options=COMPILER_OPTIONS,
+                microbatch=_microbatch(batch_size),
+                microbatch_mode=MICROBATCH_MODE,
+            ),
             eval_step=make_eval_step(eval_fn, compiler_options=COMPILER_OPTIONS),
             batch=jax.tree.map(jnp.asarray, make_batch(batch_size)),
             key=jax.random.key(1),
@@ -133,8 +143,14 @@ def rectified_hvae_builder() -> Callable[[int], Built]:
     def batch(b):
         return {"x": _binary_batch(b, (cfg.x_dim,))}
 
-    return _engine_builder(lambda k: rh.init(cfg, k), rh.make_loss_fn(cfg), rh.make_eval_fn(cfg), batch, batch,
-                           OptimizerConfig(name="adamax", learning_rate=2e-3))
+    return _engine_builder(
+        lambda k: rh.init(cfg, k),
+        rh.make_loss_fn(cfg),
+        rh.make_eval_fn(cfg),
+        batch,
+        batch,
+        OptimizerConfig(name="adamax", learning_rate=2e-3),
+    )
 
 
 def inverted_ssvae_builder() -> Callable[[int], Built]:
@@ -146,17 +162,26 @@ def inverted_ssvae_builder() -> Callable[[int], Built]:
     def batch(b):
         rng = np.random.default_rng(0)
         corners = iv.corner_labels(cfg.num_classes)
-        return {"x_l": _binary_batch(b, (cfg.x_dim,)), "y_l": rng.integers(0, cfg.num_classes, b).astype(np.int32),
-                "x_u": _binary_batch(b, (cfg.x_dim,), seed=1), "y_u": corners[rng.integers(0, cfg.num_classes, b)],
-                "z_u": rng.uniform(cfg.z_low + 1e-3, cfg.z_high - 1e-3, (b, cfg.z_dim)).astype(np.float32)}
+        return {
+            "x_l": _binary_batch(b, (cfg.x_dim,)),
+            "y_l": rng.integers(0, cfg.num_classes, b).astype(np.int32),
+            "x_u": _binary_batch(b, (cfg.x_dim,), seed=1),
+            "y_u": corners[rng.integers(0, cfg.num_classes, b)],
+            "z_u": rng.uniform(cfg.z_low + 1e-3, cfg.z_high - 1e-3, (b, cfg.z_dim)).astype(np.float32),
+        }
 
     def eval_batch(b):
         rng = np.random.default_rng(0)
         return {"x": _binary_batch(b, (cfg.x_dim,)), "y": rng.integers(0, cfg.num_classes, b).astype(np.int32)}
 
-    return _engine_builder(lambda k: iv.init(cfg, k), iv.make_loss_fn(cfg), iv.make_eval_fn(cfg), batch, eval_batch,
-                           OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0,
-                                           clip_global_norm=5.0))
+    return _engine_builder(
+        lambda k: iv.init(cfg, k),
+        iv.make_loss_fn(cfg),
+        iv.make_eval_fn(cfg),
+        batch,
+        eval_batch,
+        OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0, clip_global_norm=5.0),
+    )
 
 
 MODELS["rectified_hvae"] = (rectified_hvae_builder(), False)
@@ -209,8 +234,9 @@ def _compile_time(step, *args) -> tuple[float, float | None]:
     return seconds, _timing.flops_of(compiled)
 
 
-def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, repeats, target_examples, peak, env,
-                torch_mod, emit) -> None:
+def bench_model(
+    name: str, builder, with_torch: bool, batch_sizes, modes, *, repeats, target_examples, peak, env, torch_mod, emit
+) -> None:
     for batch_size in batch_sizes:
         built = builder(batch_size)
         holder, train, evaluate, eval_batch = _jax_callables(built)
@@ -230,11 +256,22 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
                 fns.append(t_train if mode == "train" else t_eval)
             times = _timing.time_loops(fns, steps=steps, repeats=repeats)
             jax_eps = batch_size / _timing.median(times[0])
-            rec = dict(env, bench="elbo_throughput", impl="jax", model=name, mode=mode, batch_size=batch_size,
-                       microbatch=_microbatch(batch_size) if mode == "train" else None,
-                       microbatch_mode=MICROBATCH_MODE if mode == "train" and _microbatch(batch_size) else None,
-                       dtype="float32", examples_per_sec=jax_eps, median_step_s=_timing.median(times[0]),
-                       repeats=repeats, steps_per_repeat=steps, compile_s=compile_s)
+            rec = dict(
+                env,
+                bench="elbo_throughput",
+                impl="jax",
+                model=name,
+                mode=mode,
+                batch_size=batch_size,
+                microbatch=_microbatch(batch_size) if mode == "train" else None,
+                microbatch_mode=MICROBATCH_MODE if mode == "train" and _microbatch(batch_size) else None,
+                dtype="float32",
+                examples_per_sec=jax_eps,
+                median_step_s=_timing.median(times[0]),
+                repeats=repeats,
+                steps_per_repeat=steps,
+                compile_s=compile_s,
+            )
             if flops is not None:
                 rec["flops_per_example"] = flops / batch_size
                 # XLA's GPU cost analysis leaves out matmuls lowered to cuBLAS calls (measured on an
@@ -245,11 +282,27 @@ def bench_model(name: str, builder, with_torch: bool, batch_sizes, modes, *, rep
             if len(fns) == 2:
                 torch_eps = batch_size / _timing.median(times[1])
                 ratios = [t / j for j, t in zip(times[0], times[1])]  # per interleaved pair
-                rec.update(torch_examples_per_sec=torch_eps, jax_over_torch=jax_eps / torch_eps,
-                           jax_over_torch_pairwise_median=_timing.median(ratios))
-                emit(dict(env, **torch_mod.torch_info(), bench="elbo_throughput", impl="torch", model=name,
-                          mode=mode, batch_size=batch_size, dtype="float32", examples_per_sec=torch_eps,
-                          median_step_s=_timing.median(times[1]), repeats=repeats, steps_per_repeat=steps))
+                rec.update(
+                    torch_examples_per_sec=torch_eps,
+                    jax_over_torch=jax_eps / torch_eps,
+                    jax_over_torch_pairwise_median=_timing.median(ratios),
+                )
+                emit(
+                    dict(
+                        env,
+                        **torch_mod.torch_info(),
+                        bench="elbo_throughput",
+                        impl="torch",
+                        model=name,
+                        mode=mode,
+                        batch_size=batch_size,
+                        dtype="float32",
+                        examples_per_sec=torch_eps,
+                        median_step_s=_timing.median(times[1]),
+                        repeats=repeats,
+                        steps_per_repeat=steps,
+                    )
+                )
             emit(rec)
 
 
@@ -285,16 +338,31 @@ def bench_iw_nll(*, num_samples: int, num_examples: int, loop_examples: int, loo
     loop = []
     for i in range(loop_examples):
         xi = jnp.asarray(x[i])
-        lw = np.concatenate([np.asarray(chunk_log_w(jax.random.fold_in(key, i * n_chunks + j), xi))
-                             for j in range(n_chunks)])[:num_samples]
+        lw = np.concatenate(
+            [np.asarray(chunk_log_w(jax.random.fold_in(key, i * n_chunks + j), xi)) for j in range(n_chunks)]
+        )[:num_samples]
         loop.append(float(np.logaddexp.reduce(lw.astype(np.float64)) - math.log(num_samples)))
     loop_s = time.perf_counter() - t0
     vec_eps, loop_eps = num_examples / vec_s, loop_examples / loop_s
-    emit(dict(env, bench="iw_nll", model="baseline_vae_500x2_z50", num_samples=num_samples,
-              examples=num_examples, loop_examples=loop_examples, loop_chunk=loop_chunk,
-              vectorized_examples_per_sec=vec_eps, loop_examples_per_sec=loop_eps, speedup=vec_eps / loop_eps,
-              vectorized_first_batch_s=first, sample_chunk=estimate.sample_chunk, batch_size=estimate.batch_size,
-              mean_log_px_vectorized=float(vec.mean()), mean_log_px_loop=float(np.mean(loop))))
+    emit(
+        dict(
+            env,
+            bench="iw_nll",
+            model="baseline_vae_500x2_z50",
+            num_samples=num_samples,
+            examples=num_examples,
+            loop_examples=loop_examples,
+            loop_chunk=loop_chunk,
+            vectorized_examples_per_sec=vec_eps,
+            loop_examples_per_sec=loop_eps,
+            speedup=vec_eps / loop_eps,
+            vectorized_first_batch_s=first,
+            sample_chunk=estimate.sample_chunk,
+            batch_size=estimate.batch_size,
+            mean_log_px_vectorized=float(vec.mean()),
+            mean_log_px_loop=float(np.mean(loop)),
+        )
+    )
 
 
 def main(argv=None) -> None:
@@ -307,22 +375,47 @@ def main(argv=None) -> None:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-iw", action="store_true")
     p.add_argument("--iw-only", action="store_true", help="only the matmul rate and the IW-NLL comparison")
-    p.add_argument("--iw-examples", type=int, default=None,
-                   help="test images for the vectorised IW-NLL (default 200; 20 with --quick)")
-    p.add_argument("--iw-loop-examples", type=int, default=None,
-                   help="test images for the per-example loop (default 20; 4 with --quick)")
+    p.add_argument(
+        "--iw-examples",
+        type=int,
+        default=None,
+        help="test images for the vectorised IW-NLL (default 200; 20 with --quick)",
+    )
+    p.add_argument(
+        "--iw-loop-examples",
+        type=int,
+        default=None,
+        help="test images for the per-example loop (default 20; 4 with --quick)",
+    )
     p.add_argument("--out", default=None, help="also append JSON lines to this file")
-    p.add_argument("--matmul-precision", default="default", choices=["default", "high", "highest"],
-                   help="jax_default_matmul_precision (GPU: 'default'/'high' allow TF32); PyTorch is matched")
-    p.add_argument("--compiler-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="XLA option for the step programs (repeatable), e.g. "
-                        "xla_cpu_experimental_ynn_fusion_type= (XLA:CPU dots instead of YNNPACK)")
-    p.add_argument("--microbatch", type=int, default=None,
-                   help="train step in micro-batches of this size (make_train_step(microbatch=...)) "
-                        "at the batch sizes it divides and is smaller than")
-    p.add_argument("--microbatch-mode", default="scan", choices=["scan", "branches"],
-                   help="'scan' loops over the micro-batches (memory); 'branches' traces them side by side "
-                        "(make_train_step(microbatch_mode=...))")
+    p.add_argument(
+        "--matmul-precision",
+        default="default",
+        choices=["default", "high", "highest"],
+        help="jax_default_matmul_precision (GPU: 'default'/'high' allow TF32); PyTorch is matched",
+    )
+    p.add_argument(
+        "--compiler-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="XLA option for the step programs (repeatable), e.g. "
+        "xla_cpu_experimental_ynn_fusion_type= (XLA:CPU dots instead of YNNPACK)",
+    )
+    p.add_argument(
+        "--microbatch",
+        type=int,
+        default=None,
+        help="train step in micro-batches of this size (make_train_step(microbatch=...)) "
+        "at the batch sizes it divides and is smaller than",
+    )
+    p.add_argument(
+        "--microbatch-mode",
+        default="scan",
+        choices=["scan", "branches"],
+        help="'scan' loops over the micro-batches (memory); 'branches' traces them side by side "
+        "(make_train_step(microbatch_mode=...))",
+    )
     args = p.parse_args(argv)
     if args.iw_only and args.no_iw:
         raise SystemExit("--iw-only and --no-iw exclude each other")
@@ -348,8 +441,12 @@ def main(argv=None) -> None:
             print("# torch not installed: PyTorch reference skipped (pip install -e '.[bench]')", file=sys.stderr)
     emit, close_out = _timing.json_lines_sink(args.out)
 
-    env = dict(_timing.environment(), timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               quick=bool(args.quick), compiler_options=COMPILER_OPTIONS or {})
+    env = dict(
+        _timing.environment(),
+        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        quick=bool(args.quick),
+        compiler_options=COMPILER_OPTIONS or {},
+    )
     if args.quick:
         batch_sizes = args.batch_sizes or [128, 1024]
         models = args.models or ["mlp_vae_512x2_z32"]
@@ -366,12 +463,28 @@ def main(argv=None) -> None:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
         builder, has_torch = MODELS[name]
-        bench_model(name, builder, has_torch, batch_sizes, args.modes, repeats=repeats, target_examples=target,
-                    peak=peak["matmul_flops_per_s"], env=env, torch_mod=torch_mod, emit=emit)
+        bench_model(
+            name,
+            builder,
+            has_torch,
+            batch_sizes,
+            args.modes,
+            repeats=repeats,
+            target_examples=target,
+            peak=peak["matmul_flops_per_s"],
+            env=env,
+            torch_mod=torch_mod,
+            emit=emit,
+        )
     if not args.no_iw:
-        bench_iw_nll(num_samples=5000, num_examples=args.iw_examples or (20 if args.quick else 200),
-                     loop_examples=args.iw_loop_examples or (4 if args.quick else 20), loop_chunk=100, env=env,
-                     emit=emit)
+        bench_iw_nll(
+            num_samples=5000,
+            num_examples=args.iw_examples or (20 if args.quick else 200),
+            loop_examples=args.iw_loop_examples or (4 if args.quick else 20),
+            loop_chunk=100,
+            env=env,
+            emit=emit,
+        )
     close_out()
 
 

@@ -1,6 +1,6 @@
 """Plot ELBO throughput against batch size (JAX and PyTorch) from the JSON lines of elbo_throughput.py.
 
-    python benchmarks/plot.py RESULTS.jsonl OUT.png [--model mlp_vae_512x2_z32]
+python benchmarks/plot.py RESULTS.jsonl OUT.png [--model mlp_vae_512x2_z32]
 """
 
 from __future__ import annotations

@@ -46,8 +46,9 @@ def main(argv=None) -> None:
     steps = {
         "one_pass": make_train_step(loss, opt, compiler_options=opts),
         "microbatch_scan": make_train_step(loss, opt, compiler_options=opts, microbatch=a.batch_size // a.pieces),
-        "microbatch_branches": make_train_step(loss, opt, compiler_options=opts, microbatch=a.batch_size // a.pieces,
-                                               microbatch_mode="branches"),
+        "microbatch_branches": make_train_step(
+            loss, opt, compiler_options=opts, microbatch=a.batch_size // a.pieces, microbatch_mode="branches"
+        ),
         "split_branches": make_train_step(cpu_tuning.split_loss_fn(loss, a.pieces), opt, compiler_options=opts),
     }
     fns = []
@@ -63,8 +64,10 @@ def main(argv=None) -> None:
     times = _timing.time_loops(fns, steps=2, repeats=a.repeats)
     base = _timing.median(times[0])
     for name, t in zip(steps, times):
-        print(f"{name:16s} batch {a.batch_size} K {a.pieces}: {a.batch_size / _timing.median(t):8.0f} ex/s "
-              f"{base / _timing.median(t):.3f}x one pass")
+        print(
+            f"{name:16s} batch {a.batch_size} K {a.pieces}: {a.batch_size / _timing.median(t):8.0f} ex/s "
+            f"{base / _timing.median(t):.3f}x one pass"
+        )
 
 
 if __name__ == "__main__":

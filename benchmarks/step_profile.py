@@ -52,8 +52,14 @@ BACKENDS = {"xla_dots": XLA_DOTS, "default": {}}
 
 def layer_dims(x_dim: int = 784, hidden: int = 512, z_dim: int = 32) -> list[tuple[str, int, int]]:
     """``(name, in, out)`` of the six dense layers, encoder then decoder."""
-    return [("enc0", x_dim, hidden), ("enc1", hidden, hidden), ("enc2", hidden, 2 * z_dim),
-            ("dec0", z_dim, hidden), ("dec1", hidden, hidden), ("dec2", hidden, x_dim)]
+    return [
+        ("enc0", x_dim, hidden),
+        ("enc1", hidden, hidden),
+        ("enc2", hidden, 2 * z_dim),
+        ("dec0", z_dim, hidden),
+        ("dec1", hidden, hidden),
+        ("dec2", hidden, x_dim),
+    ]
 
 
 def products(batch: int, **dims) -> list[dict]:
@@ -77,11 +83,11 @@ def products(batch: int, **dims) -> list[dict]:
 def _jax_product(p: dict, options: dict, rng: np.random.Generator):
     """A zero-argument synchronised call of product ``p`` in JAX, in Flax's autodiff layout."""
     m, k, n = p["mkn"]
-    if p["role"] == "fwd":      # a[B, in] @ kernel[in, out]
+    if p["role"] == "fwd":  # a[B, in] @ kernel[in, out]
         a, b, f = (m, k), (k, n), lambda a, b: a @ b
-    elif p["role"] == "dx":     # dY[B, out] @ kernel[in, out]^T
+    elif p["role"] == "dx":  # dY[B, out] @ kernel[in, out]^T
         a, b, f = (m, k), (n, k), lambda a, b: a @ b.T
-    else:                       # a[B, in]^T @ dY[B, out]
+    else:  # a[B, in]^T @ dY[B, out]
         a, b, f = (k, m), (k, n), lambda a, b: a.T @ b
     A = jnp.asarray(rng.standard_normal(a), jnp.float32)
     B = jnp.asarray(rng.standard_normal(b), jnp.float32)
@@ -95,11 +101,11 @@ def _torch_product(p: dict, rng: np.random.Generator):
 
     m, k, n = p["mkn"]
     t = lambda s: torch.from_numpy(rng.standard_normal(s).astype(np.float32))  # noqa: E731
-    if p["role"] == "fwd":      # a[B, in] @ weight[out, in]^T
+    if p["role"] == "fwd":  # a[B, in] @ weight[out, in]^T
         A, B = t((m, k)), t((n, k)).t()
-    elif p["role"] == "dx":     # dY[B, out] @ weight[out, in]
+    elif p["role"] == "dx":  # dY[B, out] @ weight[out, in]
         A, B = t((m, k)), t((k, n))
-    else:                       # dY[B, out]^T @ a[B, in]: the weight gradient [out, in]
+    else:  # dY[B, out]^T @ a[B, in]: the weight gradient [out, in]
         A, B = t((k, n)).t(), t((k, m))
     return lambda: torch.mm(A, B)
 
@@ -147,8 +153,9 @@ def _torch_step(batch: int):
 STEPS = {"xla_dots": (XLA_DOTS, True), "default": ({}, True), "xla_dots_unflattened": (XLA_DOTS, False)}
 
 
-def profile(batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, label: str = "",
-            with_products: bool = True) -> dict:
+def profile(
+    batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, label: str = "", with_products: bool = True
+) -> dict:
     """Time the products (unless ``with_products=False``) and the steps; emit one record each.
 
     Returns per implementation ``{"step_s", "products_s" (or None), "pairwise"}``, where ``pairwise`` is
@@ -157,8 +164,14 @@ def profile(batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, labe
     """
     import torch
 
-    env = dict(_timing.environment(), torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
-               batch_size=batch, repeats=repeats, label=label)
+    env = dict(
+        _timing.environment(),
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        batch_size=batch,
+        repeats=repeats,
+        label=label,
+    )
     rng = np.random.default_rng(0)
     impls = list(STEPS) + ["torch"]
     totals = {i: {"products_s": None, "step_s": None, "pairwise": None} for i in impls}
@@ -169,8 +182,16 @@ def profile(batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, labe
         for p in products(batch):
             fns = [_jax_product(p, BACKENDS[b], rng) for b in BACKENDS] + [_torch_product(p, rng)]
             times = _timing.time_loops(fns, steps=steps, repeats=repeats)
-            rec = dict(env, kind="product", layer=p["layer"], role=p["role"], m=p["mkn"][0], k=p["mkn"][1],
-                       n=p["mkn"][2], flops=p["flops"])
+            rec = dict(
+                env,
+                kind="product",
+                layer=p["layer"],
+                role=p["role"],
+                m=p["mkn"][0],
+                k=p["mkn"][1],
+                n=p["mkn"][2],
+                flops=p["flops"],
+            )
             for impl, t in zip(prod_impls, times):
                 sec = _timing.median(t)
                 totals[impl]["products_s"] += sec
@@ -186,11 +207,22 @@ def profile(batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, labe
         tot = totals[impl]
         tot["step_s"] = sec
         tot["pairwise"] = _timing.median([tt / tj for tt, tj in zip(times[-1], t)])
-        rec = dict(env, kind="step", impl=impl, step_ms=1e3 * sec, examples_per_s=batch / sec,
-                   over_torch_pairwise_median=tot["pairwise"], step_ms_per_repeat=[1e3 * x for x in t])
+        rec = dict(
+            env,
+            kind="step",
+            impl=impl,
+            step_ms=1e3 * sec,
+            examples_per_s=batch / sec,
+            over_torch_pairwise_median=tot["pairwise"],
+            step_ms_per_repeat=[1e3 * x for x in t],
+        )
         if tot["products_s"] is not None:
-            rec.update(products_ms=1e3 * tot["products_s"], rest_ms=1e3 * (sec - tot["products_s"]),
-                       products_gflops=total_flops / tot["products_s"] / 1e9, product_flops=total_flops)
+            rec.update(
+                products_ms=1e3 * tot["products_s"],
+                rest_ms=1e3 * (sec - tot["products_s"]),
+                products_gflops=total_flops / tot["products_s"] / 1e9,
+                product_flops=total_flops,
+            )
         emit(rec)
     return totals
 
@@ -198,11 +230,13 @@ def profile(batch: int, *, repeats: int, steps: int = 2, emit=_timing.emit, labe
 def summary(totals: dict, batch: int) -> str:
     """The table the README quotes: per implementation, ms per step (and its products, the rest) and the
     pairwise JAX/PyTorch rate ratio."""
-    lines = [f"batch {batch}: ms per train step (median over repeats)",
-             f"{'impl':22s} {'step':>8s} {'products':>9s} {'rest':>8s} {'ex/s':>8s} {'x PyTorch (pairwise)':>21s}"]
+    lines = [
+        f"batch {batch}: ms per train step (median over repeats)",
+        f"{'impl':22s} {'step':>8s} {'products':>9s} {'rest':>8s} {'ex/s':>8s} {'x PyTorch (pairwise)':>21s}",
+    ]
     for impl, t in totals.items():
         prod = t["products_s"]
-        cols = (f"{1e3 * prod:9.1f} {1e3 * (t['step_s'] - prod):8.1f}" if prod is not None else f"{'-':>9s} {'-':>8s}")
+        cols = f"{1e3 * prod:9.1f} {1e3 * (t['step_s'] - prod):8.1f}" if prod is not None else f"{'-':>9s} {'-':>8s}"
         lines.append(f"{impl:22s} {1e3 * t['step_s']:8.1f} {cols} {batch / t['step_s']:8.0f} {t['pairwise']:21.3f}")
     return "\n".join(lines)
 
@@ -217,12 +251,14 @@ def main(argv=None) -> None:
     p.add_argument("--steps-only", action="store_true", help="time the whole steps only, not the 17 products")
     a = p.parse_args(argv)
     if a.batch_size < 1 or a.repeats < 1 or a.steps < 1:
-        raise SystemExit(f"--batch-size, --repeats and --steps must be >= 1; "
-                         f"got {a.batch_size}, {a.repeats}, {a.steps}")
+        raise SystemExit(
+            f"--batch-size, --repeats and --steps must be >= 1; got {a.batch_size}, {a.repeats}, {a.steps}"
+        )
     emit, close = _timing.json_lines_sink(a.out)
     try:
-        totals = profile(a.batch_size, repeats=a.repeats, steps=a.steps, emit=emit, label=a.label,
-                         with_products=not a.steps_only)
+        totals = profile(
+            a.batch_size, repeats=a.repeats, steps=a.steps, emit=emit, label=a.label, with_products=not a.steps_only
+        )
     finally:
         close()
     print(summary(totals, a.batch_size))

@@ -19,17 +19,19 @@ from torch import nn
 class TorchMLPVAE(nn.Module):
     def __init__(self, x_dim: int = 784, hidden: int = 512, z_dim: int = 32):
         super().__init__()
-        self.enc = nn.Sequential(nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 2 * z_dim))
-        self.dec = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, x_dim))
+        self.enc = nn.Sequential(
+            nn.Linear(x_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2 * z_dim)
+        )
+        self.dec = nn.Sequential(
+            nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, x_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Batch-mean ELBO."""
         loc, log_var = self.enc(x).chunk(2, dim=-1)
         z = loc + torch.exp(0.5 * log_var) * torch.randn_like(loc)
         log_px_z = -F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
-        kl = 0.5 * (log_var.exp() + loc ** 2 - 1.0 - log_var).sum(-1)
+        kl = 0.5 * (log_var.exp() + loc**2 - 1.0 - log_var).sum(-1)
         return (log_px_z - kl).mean()
 
 
@@ -77,5 +79,9 @@ def make_torch_fns(x_np: np.ndarray, *, seed: int = 0, device: str | None = None
 
 
 def torch_info() -> dict:
-    return {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "torch_device": default_device(), "torch_matmul_precision": torch.get_float32_matmul_precision()}
+    return {
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_device": default_device(),
+        "torch_matmul_precision": torch.get_float32_matmul_precision(),
+    }

@@ -23,10 +23,18 @@ import os
 import sys
 import types
 import typing
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["parse", "parse_args", "load_config", "apply_overrides", "config_to_dict", "parse_value",
-           "machine_description"]
+__all__ = [
+    "parse",
+    "parse_args",
+    "load_config",
+    "apply_overrides",
+    "config_to_dict",
+    "parse_value",
+    "machine_description",
+]
 
 
 def machine_description() -> str:
@@ -54,7 +62,9 @@ def load_config(path: str | os.PathLike) -> Any:
         raise ConfigError(f"--config: {path!r} defines no get_config().")
     cfg = module.get_config()
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
-        raise ConfigError(f"--config: get_config() in {path!r} must return a dataclass instance; got {type(cfg).__name__}.")
+        raise ConfigError(
+            f"--config: get_config() in {path!r} must return a dataclass instance; got {type(cfg).__name__}."
+        )
     return cfg
 
 
@@ -151,9 +161,7 @@ def _set(obj: Any, path: list[str], text: str, full: str) -> Any:
         new = _set(cur, path[1:], text, full)
     else:
         if dataclasses.is_dataclass(cur):
-            raise ConfigError(
-                f"--set {full}: {head!r} is a section; set one of its fields: {_fields_desc(cur)}."
-            )
+            raise ConfigError(f"--set {full}: {head!r} is a section; set one of its fields: {_fields_desc(cur)}.")
         hints = typing.get_type_hints(type(obj))
         new = parse_value(text, hints.get(head, type(cur)), name=f"--set {full}")
     try:
@@ -183,10 +191,19 @@ def config_to_dict(cfg: Any) -> dict:
 def parse_args(argv: Sequence[str] | None = None, *, description: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", required=True, help="path to a config module defining get_config()")
-    p.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics, images); "
-                   "re-running on the same directory resumes")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by dotted path, e.g. train.num_steps=100 (repeatable)")
+    p.add_argument(
+        "--workdir",
+        required=True,
+        help="run directory (checkpoints, metrics, images); re-running on the same directory resumes",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field by dotted path, e.g. train.num_steps=100 (repeatable)",
+    )
     return p.parse_args(argv)
 
 

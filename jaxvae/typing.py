@@ -4,11 +4,12 @@ Shape letters used in docstrings: ``B`` batch, ``K`` importance samples, ``D`` l
 ``C`` categories / mixture components, ``H W Ch`` image height, width, channels.
 """
 
-from typing import Any, Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 
 PRNGKey = jax.Array
 PyTree = Any
-Shape = Union[int, Sequence[int]]
+Shape = int | Sequence[int]
 Metrics = Mapping[str, jax.Array]

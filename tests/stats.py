@@ -19,9 +19,7 @@ def assert_close_clt(estimate, target, se, *, z: float = Z, what: str = "estimat
     estimate, target, se = (np.asarray(a, dtype=np.float64) for a in (estimate, target, se))
     err = np.abs(estimate - target)
     bound = z * se + 1e-12
-    assert np.all(err <= bound), (
-        f"{what}: |{estimate} - {target}| = {err} exceeds {z} standard errors ({bound})"
-    )
+    assert np.all(err <= bound), f"{what}: |{estimate} - {target}| = {err} exceeds {z} standard errors ({bound})"
 
 
 def assert_mean_matches(samples, mean, var=None, *, axis=0, what="sample mean"):

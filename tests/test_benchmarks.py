@@ -20,8 +20,19 @@ def test_bench_model_reports_consistent_records():
     records = []
     builder = bench.vae_builder(vae.Config(arch="mlp", latent_dim=4, hidden=(16,), activation="relu"))
     env = bench._timing.environment()
-    bench.bench_model("tiny", builder, False, [8], ["eval", "train"], repeats=2, target_examples=16, peak=1e9,
-                      env=env, torch_mod=None, emit=records.append)
+    bench.bench_model(
+        "tiny",
+        builder,
+        False,
+        [8],
+        ["eval", "train"],
+        repeats=2,
+        target_examples=16,
+        peak=1e9,
+        env=env,
+        torch_mod=None,
+        emit=records.append,
+    )
     assert [r["mode"] for r in records] == ["eval", "train"]
     for r in records:
         assert r["impl"] == "jax" and r["batch_size"] == 8 and r["jax_version"]
@@ -50,8 +61,25 @@ def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp
     monkeypatch.setitem(bench.MODELS, "tiny", (tiny, False))
     monkeypatch.setattr(bench, "COMPILER_OPTIONS", None)
     out = tmp_path / "r.jsonl"
-    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "8", "--modes", "eval", "--no-torch", "--no-iw",
-                "--repeats", "1", "--compiler-option", "xla_cpu_experimental_ynn_fusion_type=", "--out", str(out)])
+    bench.main(
+        [
+            "--quick",
+            "--models",
+            "tiny",
+            "--batch-sizes",
+            "8",
+            "--modes",
+            "eval",
+            "--no-torch",
+            "--no-iw",
+            "--repeats",
+            "1",
+            "--compiler-option",
+            "xla_cpu_experimental_ynn_fusion_type=",
+            "--out",
+            str(out),
+        ]
+    )
     import json
 
     recs = [json.loads(line) for line in open(out)]
@@ -59,16 +87,53 @@ def test_compiler_option_flag_reaches_the_steps_and_the_records(monkeypatch, tmp
     assert all(r["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""} for r in recs)
     assert bench.COMPILER_OPTIONS == {"xla_cpu_experimental_ynn_fusion_type": ""}
     monkeypatch.setattr(bench, "MICROBATCH", None)
-    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "8", "16", "--modes", "train", "--no-torch", "--no-iw",
-                "--repeats", "1", "--microbatch", "8", "--out", str(out)])
+    bench.main(
+        [
+            "--quick",
+            "--models",
+            "tiny",
+            "--batch-sizes",
+            "8",
+            "16",
+            "--modes",
+            "train",
+            "--no-torch",
+            "--no-iw",
+            "--repeats",
+            "1",
+            "--microbatch",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     recs = [json.loads(line) for line in open(out) if '"train"' in line]
     assert [(r["batch_size"], r["microbatch"]) for r in recs] == [(8, None), (16, 8)]
     assert [r["microbatch_mode"] for r in recs] == [None, "scan"]
     # no FLOP rate for the scan (its cost analysis counts the loop body once); the one-pass step has one
     assert "fraction_of_matmul_peak" in recs[0] and "fraction_of_matmul_peak" not in recs[1]
     monkeypatch.setattr(bench, "MICROBATCH_MODE", "scan")
-    bench.main(["--quick", "--models", "tiny", "--batch-sizes", "16", "--modes", "train", "--no-torch", "--no-iw",
-                "--repeats", "1", "--microbatch", "8", "--microbatch-mode", "branches", "--out", str(out)])
+    bench.main(
+        [
+            "--quick",
+            "--models",
+            "tiny",
+            "--batch-sizes",
+            "16",
+            "--modes",
+            "train",
+            "--no-torch",
+            "--no-iw",
+            "--repeats",
+            "1",
+            "--microbatch",
+            "8",
+            "--microbatch-mode",
+            "branches",
+            "--out",
+            str(out),
+        ]
+    )
     recs = [json.loads(line) for line in open(out) if '"train"' in line]
     assert (recs[-1]["microbatch"], recs[-1]["microbatch_mode"]) == (8, "branches")
     assert "fraction_of_matmul_peak" in recs[-1]  # no loop in the branches program: its cost is whole
@@ -80,8 +145,9 @@ def test_iw_only_runs_just_the_iw_comparison_at_the_sizes_asked(tmp_path):
     import json
 
     out = tmp_path / "iw.jsonl"
-    bench.main(["--quick", "--iw-only", "--iw-examples", "2", "--iw-loop-examples", "1", "--no-torch",
-                "--out", str(out)])
+    bench.main(
+        ["--quick", "--iw-only", "--iw-examples", "2", "--iw-loop-examples", "1", "--no-torch", "--out", str(out)]
+    )
     recs = [json.loads(line) for line in open(out)]
     assert [r["bench"] for r in recs] == ["matmul_peak", "iw_nll"]
     iw = recs[1]

@@ -40,7 +40,9 @@ def test_split_loss_is_the_mean_of_the_branches_with_folded_keys():
         return ct.split_loss_fn(loss_fn, 2)(p, state, {"x": x}, key).loss
 
     def loop(p):
-        return sum(loss_fn(p, state, {"x": x[4 * i:4 * i + 4]}, jax.random.fold_in(key, i)).loss for i in range(2)) / 2
+        return (
+            sum(loss_fn(p, state, {"x": x[4 * i : 4 * i + 4]}, jax.random.fold_in(key, i)).loss for i in range(2)) / 2
+        )
 
     (a, ga), (b, gb) = jax.jit(jax.value_and_grad(split))(params), jax.jit(jax.value_and_grad(loop))(params)
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -65,8 +67,24 @@ def test_accepted_flag_sets_compile():
 
 def test_tiny_timed_run_writes_well_formed_records(tmp_path):
     out = tmp_path / "r.jsonl"
-    ct.main(["--batch-sizes", "8", "--modes", "train", "--variants", "default", "sched_conc+split2",
-             "--repeats", "1", "--target-examples", "16", "--no-torch", "--out", str(out)])
+    ct.main(
+        [
+            "--batch-sizes",
+            "8",
+            "--modes",
+            "train",
+            "--variants",
+            "default",
+            "sched_conc+split2",
+            "--repeats",
+            "1",
+            "--target-examples",
+            "16",
+            "--no-torch",
+            "--out",
+            str(out),
+        ]
+    )
     recs = [json.loads(line) for line in open(out)]
     assert [r["variant"] for r in recs] == ["default", "sched_conc+split2"]
     for r in recs:

@@ -177,7 +177,11 @@ VIOLATIONS = [
     ("jaxvae/models/bad.py", "from jaxvae.data import loader\n", "must not import jaxvae.data"),
     ("jaxvae/metrics/bad.py", "from jaxvae.models import vae\n", "must not import jaxvae.models"),
     ("jaxvae/metrics/bad.py", "from ..nets import mlp\n", "must not import jaxvae.nets"),
-    ("jaxvae/train/bad.py", "import importlib\nimportlib.import_module('jaxvae.models.vae')\n", "must not import jaxvae.models"),
+    (
+        "jaxvae/train/bad.py",
+        "import importlib\nimportlib.import_module('jaxvae.models.vae')\n",
+        "must not import jaxvae.models",
+    ),
     ("jaxvae/train/bad.py", "from jaxvae import models\n", "must not import jaxvae.models"),
     ("jaxvae/data/bad.py", "from jaxvae.train.state import TrainState\n", "must not import jaxvae.train"),
     ("jaxvae/data/bad.py", "from jaxvae.objectives.elbo import elbo\n", "must not import jaxvae.objectives"),
@@ -199,17 +203,41 @@ def test_the_checker_catches_a_violation(tmp_path, rel, source, message):
 
 
 ALLOWED = [
-    ("jaxvae/distributions/ok.py", "import jax\nimport numpy as np\nfrom jaxvae.distributions import _checks\nfrom jaxvae.typing import PRNGKey\nfrom .normal import Normal\n"),
-    ("jaxvae/objectives/ok.py", "from jaxvae.distributions.normal import Normal\nfrom jaxvae import typing\nfrom . import elbo\n"),
+    (
+        "jaxvae/distributions/ok.py",
+        "import jax\nimport numpy as np\nfrom jaxvae.distributions import _checks\n"
+        "from jaxvae.typing import PRNGKey\nfrom .normal import Normal\n",
+    ),
+    (
+        "jaxvae/objectives/ok.py",
+        "from jaxvae.distributions.normal import Normal\nfrom jaxvae import typing\nfrom . import elbo\n",
+    ),
     ("jaxvae/nets/ok.py", "import flax.linen as nn\nfrom jaxvae.distributions import normal\n"),
-    ("jaxvae/models/ok.py", "import flax.linen as nn\nfrom jaxvae.train.state import LossOutput\nfrom jaxvae.nets import mlp\n"
-     "from jaxvae.objectives import elbo\nfrom jaxvae.metrics.iw_nll import iw_log_likelihood\n"),
+    (
+        "jaxvae/models/ok.py",
+        "import flax.linen as nn\nfrom jaxvae.train.state import LossOutput\nfrom jaxvae.nets import mlp\n"
+        "from jaxvae.objectives import elbo\nfrom jaxvae.metrics.iw_nll import iw_log_likelihood\n",
+    ),
     ("jaxvae/models/ok2.py", "from jaxvae.train import state\n"),  # with jaxvae/train/state.py present
-    ("jaxvae/train/ok.py", "import optax, flax\nfrom jaxvae.data.loader import BatchIterator\nfrom jaxvae.train.state import TrainState\n"),
-    ("jaxvae/metrics/ok.py", "from jaxvae.objectives.iwae import chunked_logsumexp\nfrom jaxvae.data import epoch_batches\n"),
-    ("jaxvae/data/ok.py", "import numpy as np\nimport jax\nimport tensorflow_datasets as tfds\nfrom jaxvae.data.transforms import compose\n"),
+    (
+        "jaxvae/train/ok.py",
+        "import optax, flax\nfrom jaxvae.data.loader import BatchIterator\nfrom jaxvae.train.state import TrainState\n",
+    ),
+    (
+        "jaxvae/metrics/ok.py",
+        "from jaxvae.objectives.iwae import chunked_logsumexp\nfrom jaxvae.data import epoch_batches\n",
+    ),
+    (
+        "jaxvae/data/ok.py",
+        "import numpy as np\nimport jax\nimport tensorflow_datasets as tfds\n"
+        "from jaxvae.data.transforms import compose\n",
+    ),
     ("jaxvae/__init__.py", "from jaxvae import models, train\n__version__ = '0'\n"),
-    ("experiments/vae/main.py", "from jaxvae.models import vae\nfrom jaxvae.distributions import _checks\nfrom experiments.vae import configs\n"),
+    (
+        "experiments/vae/main.py",
+        "from jaxvae.models import vae\nfrom jaxvae.distributions import _checks\n"
+        "from experiments.vae import configs\n",
+    ),
     ("benchmarks/ok.py", "from jaxvae.models.vae import Config\nfrom jaxvae.train.loop import fit\nimport jaxvae\n"),
 ]
 

@@ -57,8 +57,9 @@ def train_classifier(x_train, y_train, x_test, y_test, *, epochs: int = 3, batch
         for i in range(0, n - batch_size + 1, batch_size):
             idx = order[i : i + batch_size]
             params, opt_state = step(params, opt_state, x_train[idx], y_train[idx])
-    pred = np.concatenate([np.asarray(jnp.argmax(logits_fn(params, x_test[i : i + 2000]), -1))
-                           for i in range(0, len(x_test), 2000)])
+    pred = np.concatenate(
+        [np.asarray(jnp.argmax(logits_fn(params, x_test[i : i + 2000]), -1)) for i in range(0, len(x_test), 2000)]
+    )
     acc = float(np.mean(pred == y_test))
     return params, acc, time.time() - t0
 

@@ -53,7 +53,8 @@ import math
 import os
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -68,7 +69,6 @@ from jaxvae.train.loop import fit
 from jaxvae.train.optim import OptimizerConfig, make_optimizer
 from jaxvae.train.state import TrainState
 from jaxvae.train.steps import create_train_state, make_train_step
-
 
 _PIXELS = ("binary", "grey")
 _UNFEATURED_Z = ("fresh", "fixed")
@@ -161,8 +161,9 @@ class RunConfig:
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     model: model_lib.Config = model_lib.Config()
-    optim: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0,
-                                             clip_global_norm=5.0)
+    optim: OptimizerConfig = OptimizerConfig(
+        name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0, clip_global_norm=5.0
+    )
     data: DataConfig = DataConfig()
     run: RunConfig = RunConfig()
 
@@ -182,18 +183,21 @@ def build_data(cfg: DataConfig, mnist=None) -> dict[str, Any]:
         out = {
             "labeled": {"x_l": x_all[lab], "y_l": y_all[lab]},
             "unlabeled": {"x_u": _unlabeled_subset(x_all, cfg.num_unlabeled, rng)},
-            "eval_x": x_all[~lab], "eval_y": y_all[~lab],
+            "eval_x": x_all[~lab],
+            "eval_y": y_all[~lab],
             "eval_test_mask": np.arange(len(x_all))[~lab] >= len(m.x_train),
         }
     elif cfg.task == "m2_100":
         x_tr = images(to_unit_float(m.x_train))
         y_tr = m.y_train.astype(np.int32)
-        idx = np.concatenate([rng.choice(np.flatnonzero(y_tr == c), cfg.labeled_per_class, replace=False)
-                              for c in range(10)])
+        idx = np.concatenate(
+            [rng.choice(np.flatnonzero(y_tr == c), cfg.labeled_per_class, replace=False) for c in range(10)]
+        )
         out = {
             "labeled": {"x_l": x_tr[idx], "y_l": y_tr[idx]},
             "unlabeled": {"x_u": x_tr},
-            "eval_x": images(to_unit_float(m.x_test)), "eval_y": m.y_test.astype(np.int32),
+            "eval_x": images(to_unit_float(m.x_test)),
+            "eval_y": m.y_test.astype(np.int32),
         }
     else:
         raise ValueError(f"`data.task` must be 'untapped' or 'm2_100'; got {cfg.task!r}.")
@@ -270,8 +274,15 @@ class StreamIterator:
     ``i mod C`` with z ``i mod C``).
     """
 
-    def __init__(self, data: Mapping[str, Any], cfg: DataConfig, *, with_unfeatured: bool, tau_schedule=None,
-                 model_cfg: model_lib.Config | None = None):
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        cfg: DataConfig,
+        *,
+        with_unfeatured: bool,
+        tau_schedule=None,
+        model_cfg: model_lib.Config | None = None,
+    ):
         n_lab = len(next(iter(data["labeled"].values())))
         self.lab = BatchIterator(data["labeled"], min(cfg.batch_labeled, n_lab), seed=cfg.data_seed)
         self.unl = BatchIterator(data["unlabeled"], cfg.batch_unlabeled, seed=cfg.data_seed + 1)
@@ -318,8 +329,11 @@ def index_data(data: Mapping[str, Any]) -> dict[str, Any]:
     :func:`make_multi_seed_step`'s ``tables`` gathers them on the device (``run.device_data``)."""
     n_l = len(data["labeled"]["y_l"])
     n_u = len(data["unlabeled"]["x_u"])
-    return {**data, "labeled": {"i_l": np.arange(n_l, dtype=np.int32)},
-            "unlabeled": {"i_u": np.arange(n_u, dtype=np.int32)}}
+    return {
+        **data,
+        "labeled": {"i_l": np.arange(n_l, dtype=np.int32)},
+        "unlabeled": {"i_u": np.arange(n_u, dtype=np.int32)},
+    }
 
 
 def device_tables(datas: Sequence[Mapping[str, Any]], per_seed: bool) -> dict[str, jax.Array]:
@@ -365,8 +379,10 @@ class SeedStackedIterator:
     def set_state(self, state):
         states = state["seeds"]
         if len(states) != len(self.iterators):
-            raise ValueError(f"SeedStackedIterator.set_state: the state holds {len(states)} seeds' iterators, "
-                             f"this one {len(self.iterators)}.")
+            raise ValueError(
+                f"SeedStackedIterator.set_state: the state holds {len(states)} seeds' iterators, "
+                f"this one {len(self.iterators)}."
+            )
         for it, st in zip(self.iterators, states):
             it.set_state(st)
 
@@ -493,8 +509,15 @@ def evaluate_untapped(model_cfg, params, data, clf_params) -> dict[str, Any]:
     x_l, y_l = data["labeled"]["x_l"], data["labeled"]["y_l"]
     onehot = np.eye(10, dtype=np.float32)
     fns = _eval_fns(model_cfg)
-    z_bar = np.mean(np.concatenate([np.asarray(fns["z_mean"](params, x_l[i:i + 5000], onehot[y_l[i:i + 5000]]))
-                                    for i in range(0, len(x_l), 5000)]), axis=0)
+    z_bar = np.mean(
+        np.concatenate(
+            [
+                np.asarray(fns["z_mean"](params, x_l[i : i + 5000], onehot[y_l[i : i + 5000]]))
+                for i in range(0, len(x_l), 5000)
+            ]
+        ),
+        axis=0,
+    )
     imgs = np.asarray(model_lib.decode_mean(model_cfg, params, onehot, np.tile(z_bar, (10, 1))))
     probs = np.asarray(jax.nn.softmax(clf_lib.logits_fn(clf_params, imgs)))
     dim_to_digit = {d: d for d in range(5)}
@@ -546,8 +569,10 @@ def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], k
     seeds below by chance). Negative is the paper's direction (the untapped model's cross-entropy lower).
     """
     if not untapped or not m2:
-        raise ValueError(f"compare_ce: `untapped` and `m2` must each hold at least one seed's result; "
-                         f"got {len(untapped)} and {len(m2)}")
+        raise ValueError(
+            f"compare_ce: `untapped` and `m2` must each hold at least one seed's result; "
+            f"got {len(untapped)} and {len(m2)}"
+        )
     a = np.asarray([p[key] for p in untapped], np.float64)
     b = np.asarray([p[key] for p in m2], np.float64)
     diff = float(a.mean() - b.mean())
@@ -558,9 +583,15 @@ def compare_ce(untapped: list[Mapping[str, Any]], m2: list[Mapping[str, Any]], k
     if len(d):
         sd = float(d.std(ddof=1)) if len(d) > 1 else float("nan")
         pse = sd / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-        out["paired"] = {"mean": float(d.mean()), "std": sd, "se": pse,
-                         "z": float(d.mean()) / pse if pse > 0 else float("nan"), "n": int(len(d)),
-                         "untapped_better": int(np.sum(d < 0)), **paired_p_values(d)}
+        out["paired"] = {
+            "mean": float(d.mean()),
+            "std": sd,
+            "se": pse,
+            "z": float(d.mean()) / pse if pse > 0 else float("nan"),
+            "n": int(len(d)),
+            "untapped_better": int(np.sum(d < 0)),
+            **paired_p_values(d),
+        }
     return out
 
 
@@ -579,27 +610,28 @@ def paired_p_values(d: Sequence[float], max_exact: int = 20) -> dict:
     if d.ndim != 1 or not len(d) or not np.all(np.isfinite(d)):
         raise ValueError(f"paired_p_values: `d` must be a non-empty finite 1-D array; got shape {d.shape}")
     if not 0 <= max_exact <= 24:
-        raise ValueError(f"paired_p_values: `max_exact` must be in [0, 24] (2^max_exact patterns are enumerated); "
-                         f"got {max_exact}")
+        raise ValueError(
+            f"paired_p_values: `max_exact` must be in [0, 24] (2^max_exact patterns are enumerated); got {max_exact}"
+        )
     n, t, a = len(d), float(d.sum()), np.abs(d)
     tol = 1e-12 * max(1.0, float(a.sum()))
     exact = n <= max_exact
     count, total = 0, 0
     if exact:
         bits = np.arange(n)
-        for start in range(0, 2 ** n, 2 ** 16):
-            codes = np.arange(start, min(start + 2 ** 16, 2 ** n))[:, None]
+        for start in range(0, 2**n, 2**16):
+            codes = np.arange(start, min(start + 2**16, 2**n))[:, None]
             signs = 1.0 - 2.0 * ((codes >> bits) & 1)
             count += int(np.sum(signs @ a <= t + tol))
             total += len(codes)
     else:
         rng = np.random.default_rng(0)
         for _ in range(16):
-            signs = rng.choice(np.array([-1.0, 1.0]), size=(2 ** 16, n))
+            signs = rng.choice(np.array([-1.0, 1.0]), size=(2**16, n))
             count += int(np.sum(signs @ a <= t + tol))
-            total += 2 ** 16
+            total += 2**16
     k = int(np.sum(d < 0))
-    p_sign = sum(math.comb(n, j) for j in range(k, n + 1)) / 2 ** n
+    p_sign = sum(math.comb(n, j) for j in range(k, n + 1)) / 2**n
     return {"p_sign_flip": count / total, "p_sign_flip_exact": exact, "p_sign_test": p_sign}
 
 
@@ -646,16 +678,25 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
     seeds = tuple(int(s) for s in cfg.run.seeds)
     datas = build_seed_data(cfg.data, seeds, mnist=mnist)
     data_cfgs = [dataclasses.replace(cfg.data, data_seed=seed_data_seed(cfg.data, s), per_seed=False) for s in seeds]
-    results: dict[str, Any] = {"config": _to_dict(cfg), "variants": {}, "machine": machine_description(),
-                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                               "jax": jax.__version__}
+    results: dict[str, Any] = {
+        "config": _to_dict(cfg),
+        "variants": {},
+        "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "jax": jax.__version__,
+    }
     clf_params = None
     if cfg.data.task == "untapped":
         clf_path = os.path.join(workdir, cfg.run.classifier_path)
         n = cfg.run.classifier_train_examples
         clf_params, info = clf_lib.load_or_train(
-            clf_path, to_unit_float(mnist.x_train[:n]), mnist.y_train[:n].astype(np.int32),
-            to_unit_float(mnist.x_test), mnist.y_test.astype(np.int32), epochs=cfg.run.classifier_epochs)
+            clf_path,
+            to_unit_float(mnist.x_train[:n]),
+            mnist.y_train[:n].astype(np.int32),
+            to_unit_float(mnist.x_test),
+            mnist.y_test.astype(np.int32),
+            epochs=cfg.run.classifier_epochs,
+        )
         results["classifier"] = info
     optimizer = make_optimizer(cfg.optim)
     tables = device_tables(datas, cfg.data.per_seed) if cfg.run.device_data else None
@@ -669,11 +710,19 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         if cfg.run.tau_decay_rate < 1.0:
             from jaxvae.distributions.concrete import exponential_decay_temperature
 
-            sched = exponential_decay_temperature(mcfg.temperature, cfg.run.tau_decay_rate,
-                                                  min(cfg.run.tau_floor, mcfg.temperature))
-        its = [StreamIterator(index_data(d) if cfg.run.device_data else d, dc, with_unfeatured=variant != "none",
-                              tau_schedule=sched, model_cfg=mcfg)
-               for d, dc in zip(datas, data_cfgs)]
+            sched = exponential_decay_temperature(
+                mcfg.temperature, cfg.run.tau_decay_rate, min(cfg.run.tau_floor, mcfg.temperature)
+            )
+        its = [
+            StreamIterator(
+                index_data(d) if cfg.run.device_data else d,
+                dc,
+                with_unfeatured=variant != "none",
+                tau_schedule=sched,
+                model_cfg=mcfg,
+            )
+            for d, dc in zip(datas, data_cfgs)
+        ]
         if its[0].z_u is not None:
             fixed = [i.z_u[: len(d["corners"])].tolist() for i, d in zip(its, datas)]
             # one set shared by the seeds, or (data.per_seed) one per seed, in run.seeds order
@@ -683,13 +732,22 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
         t0 = time.time()
         run_cfg = _to_dict(cfg)
         run_cfg["model"] = _to_dict(mcfg)
-        state, history = fit(state=state, train_step=step, train_iter=it, num_steps=cfg.run.num_steps,
-                             workdir=os.path.join(workdir, name), config=run_cfg, log_every=cfg.run.log_every,
-                             checkpoint_every=cfg.run.checkpoint_every, progress=progress,
-                             sync_every=cfg.run.sync_every, time_limit_s=cfg.run.time_limit_s,
-                             # logged examples/s: every seed's unlabeled batch per step (a per-seed batch's
-                             # leading axis is the seed axis, which the loop's default would count)
-                             examples_per_step=len(seeds) * cfg.data.batch_unlabeled)
+        state, history = fit(
+            state=state,
+            train_step=step,
+            train_iter=it,
+            num_steps=cfg.run.num_steps,
+            workdir=os.path.join(workdir, name),
+            config=run_cfg,
+            log_every=cfg.run.log_every,
+            checkpoint_every=cfg.run.checkpoint_every,
+            progress=progress,
+            sync_every=cfg.run.sync_every,
+            time_limit_s=cfg.run.time_limit_s,
+            # logged examples/s: every seed's unlabeled batch per step (a per-seed batch's
+            # leading axis is the seed axis, which the loop's default would count)
+            examples_per_step=len(seeds) * cfg.data.batch_unlabeled,
+        )
         train_s = time.time() - t0
         per_seed = []
         for i, seed in enumerate(seeds):
@@ -698,27 +756,35 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True) -> dict[s
                 ev = evaluate_untapped(mcfg, params, data, clf_params)
                 if i == 0:
                     decoded[name] = ev["decoded"]
-                    labels[name] = [f"{g} ({p:.2f})" for g, p in zip(ev["decoded_argmax_digit"],
-                                                                     ev["decoded_argmax_prob"])]
+                    labels[name] = [
+                        f"{g} ({p:.2f})" for g, p in zip(ev["decoded_argmax_digit"], ev["decoded_argmax_prob"])
+                    ]
                 ev.pop("decoded")
             else:
                 ev = evaluate_m2(mcfg, params, data)
             per_seed.append({"seed": int(seed), "data_seed": data_cfgs[i].data_seed, **ev})
-        summary = {k: _mean_std([p[k] for p in per_seed]) for k, v in per_seed[0].items()
-                   if k != "seed" and isinstance(v, float)}
+        summary = {
+            k: _mean_std([p[k] for p in per_seed])
+            for k, v in per_seed[0].items()
+            if k != "seed" and isinstance(v, float)
+        }
         last = history["train"][-1] if history["train"] else {}
-        results["variants"][name] = {"per_seed": per_seed, "summary": summary,
-                                     "train_seconds": train_s, "final_train_metrics": last,
-                                     "steps_done": history["end_step"],
-                                     "time_limited": bool(history["time_limited"]),
-                                     "skipped_steps_total": int(np.sum(np.asarray(state.skipped)))}
-        print(f"[{name}] " + ", ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()),
-              flush=True)
+        results["variants"][name] = {
+            "per_seed": per_seed,
+            "summary": summary,
+            "train_seconds": train_s,
+            "final_train_metrics": last,
+            "steps_done": history["end_step"],
+            "time_limited": bool(history["time_limited"]),
+            "skipped_steps_total": int(np.sum(np.asarray(state.skipped))),
+        }
+        print(f"[{name}] " + ", ".join(f"{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()), flush=True)
     if decoded:
         save_figure(os.path.join(workdir, "decoded_onehots.png"), decoded, labels)
     if "M2" in results["variants"] and "untapped" in results["variants"] and cfg.data.task == "untapped":
-        results["untapped_minus_m2_ce_59"] = compare_ce(results["variants"]["untapped"]["per_seed"],
-                                                        results["variants"]["M2"]["per_seed"])
+        results["untapped_minus_m2_ce_59"] = compare_ce(
+            results["variants"]["untapped"]["per_seed"], results["variants"]["M2"]["per_seed"]
+        )
     results["total_seconds"] = time.time() - t_start
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -22,14 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from experiments.inverted_ssvae.main import _mean_std, compare_ce
 
 #: ``run`` settings that may differ between pooled runs: which seeds, logging / checkpoint cadence, and
 #: where the batches are gathered (the same batches either way).
-BOOKKEEPING = ("seeds", "time_limit_s", "log_every", "checkpoint_every", "sync_every", "classifier_path",
-               "device_data")
+BOOKKEEPING = ("seeds", "time_limit_s", "log_every", "checkpoint_every", "sync_every", "classifier_path", "device_data")
 VARIANTS = ("M2", "untapped")
 
 
@@ -74,16 +74,20 @@ def pool(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = Non
             raise ValueError(f"{name}: data.task is {cfg.get('data', {}).get('task')!r}; only 'untapped' runs pool")
         diff = _first_difference(ref, _comparable(cfg))
         if diff:
-            raise ValueError(f"{name}: configuration differs from {names[0]} at {diff!r}; only run.seeds and "
-                             f"the bookkeeping settings {BOOKKEEPING} may differ")
+            raise ValueError(
+                f"{name}: configuration differs from {names[0]} at {diff!r}; only run.seeds and "
+                f"the bookkeeping settings {BOOKKEEPING} may differ"
+            )
         for v in VARIANTS:
             if v not in res.get("variants", {}):
                 raise ValueError(f"{name}: no {v!r} variant; pooling compares M2 with untapped")
             var = res["variants"][v]
             if var.get("time_limited") or var.get("steps_done") != cfg["run"]["num_steps"]:
-                raise ValueError(f"{name}: {v} stopped at step {var.get('steps_done')} of "
-                                 f"{cfg['run']['num_steps']} (time_limited={var.get('time_limited')}); "
-                                 "resume it to the end before pooling")
+                raise ValueError(
+                    f"{name}: {v} stopped at step {var.get('steps_done')} of "
+                    f"{cfg['run']['num_steps']} (time_limited={var.get('time_limited')}); "
+                    "resume it to the end before pooling"
+                )
         for p in res["variants"]["M2"]["per_seed"]:
             s = int(p["seed"])
             if s in seen:
@@ -92,8 +96,13 @@ def pool(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = Non
         for v in VARIANTS:
             per_seed[v].extend(res["variants"][v]["per_seed"])
     rows_m2 = sorted(per_seed["M2"], key=lambda p: int(p["seed"]))
-    out = {"sources": names, "seeds": sorted(seen), "per_seed_data": bool(ref["data"]["per_seed"]),
-           "data_seeds": sorted(set(data_seeds(rows_m2, results[0]["config"]))), "variants": {}}
+    out = {
+        "sources": names,
+        "seeds": sorted(seen),
+        "per_seed_data": bool(ref["data"]["per_seed"]),
+        "data_seeds": sorted(set(data_seeds(rows_m2, results[0]["config"]))),
+        "variants": {},
+    }
     for v in VARIANTS:
         rows = sorted(per_seed[v], key=lambda p: int(p["seed"]))
         keys = [k for k, x in rows[0].items() if k != "seed" and isinstance(x, float)]
@@ -105,20 +114,31 @@ def pool(results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = Non
 
 def report(pooled: Mapping[str, Any]) -> str:
     ds = pooled.get("data_seeds", [])
-    lines = [f"seeds {pooled['seeds']} ({len(pooled['seeds'])}) from {len(pooled['sources'])} run(s); "
-             + (f"each seed on its own data (data seeds {ds})" if pooled.get("per_seed_data")
-                else f"all on data seed {ds[0] if len(ds) == 1 else ds}")]
+    lines = [
+        f"seeds {pooled['seeds']} ({len(pooled['seeds'])}) from {len(pooled['sources'])} run(s); "
+        + (
+            f"each seed on its own data (data seeds {ds})"
+            if pooled.get("per_seed_data")
+            else f"all on data seed {ds[0] if len(ds) == 1 else ds}"
+        )
+    ]
     for v in VARIANTS:
         s = pooled["variants"][v]["summary"]
-        lines.append(f"{v:9s} ce_59 {s['ce_59']['mean']:.3f} +- {s['ce_59']['std']:.3f}   "
-                     f"ce_59_authors {s['ce_59_authors']['mean']:.3f} +- {s['ce_59_authors']['std']:.3f}")
+        lines.append(
+            f"{v:9s} ce_59 {s['ce_59']['mean']:.3f} +- {s['ce_59']['std']:.3f}   "
+            f"ce_59_authors {s['ce_59_authors']['mean']:.3f} +- {s['ce_59_authors']['std']:.3f}"
+        )
     c = pooled["untapped_minus_m2_ce_59"]
     lines.append(f"untapped - M2 (ce_59): unpaired {c['diff']:+.3f} +- {c['se']:.3f} (z = {c['z']:.2f})")
     p = c["paired"]
-    lines.append(f"                       paired   {p['mean']:+.3f} +- {p['se']:.3f} (z = {p['z']:.2f}); "
-                 f"per-seed sd {p['std']:.3f}; untapped better in {p['untapped_better']} of {p['n']}")
-    lines.append(f"                       one-sided p: sign-flip {p['p_sign_flip']:.4f}"
-                 f"{'' if p['p_sign_flip_exact'] else ' (sampled)'}, sign test {p['p_sign_test']:.4f}")
+    lines.append(
+        f"                       paired   {p['mean']:+.3f} +- {p['se']:.3f} (z = {p['z']:.2f}); "
+        f"per-seed sd {p['std']:.3f}; untapped better in {p['untapped_better']} of {p['n']}"
+    )
+    lines.append(
+        f"                       one-sided p: sign-flip {p['p_sign_flip']:.4f}"
+        f"{'' if p['p_sign_flip_exact'] else ' (sampled)'}, sign test {p['p_sign_test']:.4f}"
+    )
     return "\n".join(lines)
 
 

@@ -184,8 +184,9 @@ class _Model:
         return vae_lib.sample_images(self.cfg, params, key, n)
 
 
-def layer_statistics(mcfg: rh.Config, params, model_state, x, key, *, num_samples: int,
-                     threshold: float, batch_size: int = 250) -> list[dict]:
+def layer_statistics(
+    mcfg: rh.Config, params, model_state, x, key, *, num_samples: int, threshold: float, batch_size: int = 250
+) -> list[dict]:
     """Per layer: active units (Burda et al. criterion) and sparsity.
 
     ``E_q[z_l | x]`` is estimated by averaging the conditional means ``E_q[z_l | z_{l+1}^(s), x]``
@@ -195,14 +196,13 @@ def layer_statistics(mcfg: rh.Config, params, model_state, x, key, *, num_sample
     ``threshold`` (``active_units_uncorrected`` without the correction). Sparsity is the fraction of
     exact zeros among ``num_samples`` draws of ``z_l ~ q``.
     """
-    means_fn = functools.partial(rh.posterior_conditional_means, mcfg, params, model_state,
-                                 num_samples=num_samples)
+    means_fn = functools.partial(rh.posterior_conditional_means, mcfg, params, model_state, num_samples=num_samples)
     samples_fn = functools.partial(rh.posterior_samples, mcfg, params, model_state, num_samples=num_samples)
     L = len(mcfg.latent_sizes)
     means, noise = [[] for _ in range(L)], [[] for _ in range(L)]
     zeros, total = np.zeros(L), np.zeros(L)
     for i, start in enumerate(range(0, x.shape[0], batch_size)):
-        xb = jnp.asarray(x[start:start + batch_size])
+        xb = jnp.asarray(x[start : start + batch_size])
         k1, k2 = jax.random.split(jax.random.fold_in(key, i))
         for l, c in enumerate(means_fn(k1, xb)):
             c = np.asarray(c, np.float64)  # [S, b, d]
@@ -217,9 +217,16 @@ def layer_statistics(mcfg: rh.Config, params, model_state, x, key, *, num_sample
         m = np.concatenate(means[l]).astype(np.float32)
         raw_count, variances = active_units(m, threshold=threshold)
         corrected = np.asarray(variances, np.float64) - np.concatenate(noise[l]).mean(axis=0)
-        out.append({"layer": l + 1, "units": d, "active_units": int(np.sum(corrected > threshold)),
-                    "active_units_uncorrected": raw_count, "sparsity": float(zeros[l] / total[l]),
-                    "mean_activity_variance": float(np.mean(corrected))})
+        out.append(
+            {
+                "layer": l + 1,
+                "units": d,
+                "active_units": int(np.sum(corrected > threshold)),
+                "active_units_uncorrected": raw_count,
+                "sparsity": float(zeros[l] / total[l]),
+                "mean_activity_variance": float(np.mean(corrected)),
+            }
+        )
     return out
 
 
@@ -260,12 +267,22 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
 
     t0 = time.time()
     state, history = fit(
-        state=state, train_step=train_step, train_iter=train_iter, num_steps=cfg.train.num_steps,
-        workdir=workdir, config=_as_dict(cfg), eval_step=eval_step, eval_data={"x": x_test},
-        eval_every=cfg.train.eval_every, log_every=cfg.train.log_every,
-        checkpoint_every=cfg.train.checkpoint_every, image_fn=image_fn,
-        eval_batch_size=cfg.train.eval_batch_size, keep_checkpoints=cfg.train.keep_checkpoints,
-        progress=cfg.train.progress, sync_every=cfg.train.sync_every,
+        state=state,
+        train_step=train_step,
+        train_iter=train_iter,
+        num_steps=cfg.train.num_steps,
+        workdir=workdir,
+        config=_as_dict(cfg),
+        eval_step=eval_step,
+        eval_data={"x": x_test},
+        eval_every=cfg.train.eval_every,
+        log_every=cfg.train.log_every,
+        checkpoint_every=cfg.train.checkpoint_every,
+        image_fn=image_fn,
+        eval_batch_size=cfg.train.eval_batch_size,
+        keep_checkpoints=cfg.train.keep_checkpoints,
+        progress=cfg.train.progress,
+        sync_every=cfg.train.sync_every,
         time_limit_s=cfg.train.time_limit_s,
     )
     train_s = time.time() - t0
@@ -274,15 +291,21 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         print("preempted: checkpoint saved; re-run the same command to resume.", flush=True)
         raise SystemExit(143)
     results: dict[str, Any] = {
-        "model_kind": cfg.model_kind, "epochs": cfg.epochs, "num_steps": cfg.train.num_steps,
-        "skipped_steps": int(jax.device_get(state.skipped)), "seed": cfg.train.seed,
+        "model_kind": cfg.model_kind,
+        "epochs": cfg.epochs,
+        "num_steps": cfg.train.num_steps,
+        "skipped_steps": int(jax.device_get(state.skipped)),
+        "seed": cfg.train.seed,
         "binarization": cfg.data.binarization,
         "last_invocation_steps": history["end_step"] - history["start_step"],
-        "steps_done": int(jax.device_get(state.step)), "time_limited": bool(history.get("time_limited")),
+        "steps_done": int(jax.device_get(state.step)),
+        "time_limited": bool(history.get("time_limited")),
         "test_elbo_examples": int(x_test.shape[0]),
         "test": history["eval"][-1] if history["eval"] else None,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_description(),
-        "jax_version": jax.__version__, "device": str(jax.devices()[0].device_kind),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine_description(),
+        "jax_version": jax.__version__,
+        "device": str(jax.devices()[0].device_kind),
     }
     if results["last_invocation_steps"] > 0:  # kept as they are by a later re-evaluation
         results["train_wall_s_this_invocation"] = train_s
@@ -294,24 +317,41 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     if cfg.model_kind == "rectified_hvae":
         t = time.time()
         results["layers"] = layer_statistics(
-            model.cfg, params, model_state, x_test[: cfg.eval.au_examples], jax.random.fold_in(k_eval, 1),
-            num_samples=cfg.eval.au_samples, threshold=cfg.eval.au_threshold)
+            model.cfg,
+            params,
+            model_state,
+            x_test[: cfg.eval.au_examples],
+            jax.random.fold_in(k_eval, 1),
+            num_samples=cfg.eval.au_samples,
+            threshold=cfg.eval.au_threshold,
+        )
         results["layers_wall_s"] = time.time() - t
         for r in results["layers"]:
-            print(f"layer {r['layer']}: {r['active_units']}/{r['units']} active, sparsity {r['sparsity']:.3f}",
-                  flush=True)
-    results["figures"] = write_figures(model, params, model_state, jax.random.fold_in(k_eval, 2), workdir,
-                                       cfg.eval.figure_columns)
+            print(
+                f"layer {r['layer']}: {r['active_units']}/{r['units']} active, sparsity {r['sparsity']:.3f}", flush=True
+            )
+    results["figures"] = write_figures(
+        model, params, model_state, jax.random.fold_in(k_eval, 2), workdir, cfg.eval.figure_columns
+    )
     if cfg.eval.iw_samples > 0:
         n = min(cfg.eval.iw_examples, x_test.shape[0])
         t = time.time()
-        ll = iw_log_likelihood(model.log_weight_fn(params, model_state), x_test[:n],
-                               jax.random.fold_in(k_eval, 3), num_samples=cfg.eval.iw_samples,
-                               sample_chunk=min(cfg.eval.iw_sample_chunk, cfg.eval.iw_samples))
+        ll = iw_log_likelihood(
+            model.log_weight_fn(params, model_state),
+            x_test[:n],
+            jax.random.fold_in(k_eval, 3),
+            num_samples=cfg.eval.iw_samples,
+            sample_chunk=min(cfg.eval.iw_sample_chunk, cfg.eval.iw_samples),
+        )
         np.save(os.path.join(workdir, "iw_log_likelihood.npy"), np.asarray(ll))  # per example, for paired comparisons
         mean, se = mean_and_stderr(ll)
-        results["iw_nll"] = {"k": cfg.eval.iw_samples, "examples": n, "nll": -mean, "stderr": se,
-                             "wall_s": time.time() - t}
+        results["iw_nll"] = {
+            "k": cfg.eval.iw_samples,
+            "examples": n,
+            "nll": -mean,
+            "stderr": se,
+            "wall_s": time.time() - t,
+        }
         # The ELBO on the same subset, for a like-for-like gap.
         ev = make_eval_fn_on_subset(model, params, model_state, x_test[:n], jax.random.fold_in(k_eval, 4))
         results["iw_nll"]["elbo_same_examples"] = ev
@@ -333,8 +373,13 @@ def make_eval_fn_on_subset(model: _Model, params, model_state, x, key, batch_siz
     fn = jax.jit(model.eval_fn())
     vals = []
     for i, start in enumerate(range(0, x.shape[0], batch_size)):
-        vals.append(np.asarray(fn(params, model_state, {"x": jnp.asarray(x[start:start + batch_size])},
-                                  jax.random.fold_in(key, i))["elbo"]))
+        vals.append(
+            np.asarray(
+                fn(params, model_state, {"x": jnp.asarray(x[start : start + batch_size])}, jax.random.fold_in(key, i))[
+                    "elbo"
+                ]
+            )
+        )
     return float(np.mean(np.concatenate(vals)))
 
 

@@ -28,7 +28,7 @@ def load(run_dir: str) -> dict:
 
 
 def main(argv=None) -> None:
-    dirs = (argv if argv is not None else sys.argv[1:])
+    dirs = argv if argv is not None else sys.argv[1:]
     if not dirs:
         raise SystemExit("usage: python -m experiments.rectified_hvae.summarize RUN_DIR [RUN_DIR ...]")
     runs = [load(d) for d in dirs]
@@ -37,16 +37,20 @@ def main(argv=None) -> None:
     for r in runs:
         iw = r.get("iw_nll") or {}
         elbo = r["test"]["elbo"] if r.get("test") else float("nan")
-        print(f"| {r['_name']} | {r['epochs']} | {r['skipped_steps']} | {elbo:.2f} ({r['test_elbo_examples']}) "
-              f"| {iw.get('k', '-')} | {iw.get('examples', '-')} | {iw.get('nll', float('nan')):.2f} "
-              f"± {iw.get('stderr', float('nan')):.2f} | {-iw.get('elbo_same_examples', float('nan')):.2f} |")
+        print(
+            f"| {r['_name']} | {r['epochs']} | {r['skipped_steps']} | {elbo:.2f} ({r['test_elbo_examples']}) "
+            f"| {iw.get('k', '-')} | {iw.get('examples', '-')} | {iw.get('nll', float('nan')):.2f} "
+            f"± {iw.get('stderr', float('nan')):.2f} | {-iw.get('elbo_same_examples', float('nan')):.2f} |"
+        )
     print()
     print("| run | layer | units | active units | sparsity (exact zeros in q samples) |")
     print("|---|---|---|---|---|")
     for r in runs:
         for layer in r.get("layers", []):
-            print(f"| {r['_name']} | {layer['layer']} | {layer['units']} | {layer['active_units']} "
-                  f"| {layer['sparsity']:.3f} |")
+            print(
+                f"| {r['_name']} | {layer['layer']} | {layer['units']} | {layer['active_units']} "
+                f"| {layer['sparsity']:.3f} |"
+            )
     ref = runs[0]
     if ref["_ll"] is not None:
         print()

@@ -104,7 +104,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
         image_fn=_image_fn(cfg, test_data["x"][:n_pairs]),
         eval_batch_size=min(cfg.train.eval_batch_size, n_test),
         keep_checkpoints=cfg.train.keep_checkpoints,
-        progress=cfg.train.progress, sync_every=cfg.train.sync_every,
+        progress=cfg.train.progress,
+        sync_every=cfg.train.sync_every,
         time_limit_s=cfg.train.time_limit_s,
     )
     step = int(jax.device_get(state.step))
@@ -122,13 +123,14 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
         "test_log_px_z": float(final["log_px_z"]),
         "test_kl": float(final["kl"]),
         "steps_this_invocation": history["end_step"] - history["start_step"],
-        "num_steps": cfg.train.num_steps, "time_limited": bool(history["time_limited"]),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_description(),
+        "num_steps": cfg.train.num_steps,
+        "time_limited": bool(history["time_limited"]),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine_description(),
         "jax_version": jax.__version__,
         "device": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     }
-    print(f"test ELBO ({results['test_examples']} examples, step {step}): {results['test_elbo']:.3f} nats",
-          flush=True)
+    print(f"test ELBO ({results['test_examples']} examples, step {step}): {results['test_elbo']:.3f} nats", flush=True)
 
     results_path = os.path.join(workdir, "results.json")
     iw_key = {"step": step, "iw_samples": cfg.eval.iw_samples, "iw_examples": cfg.eval.iw_examples}
@@ -145,15 +147,24 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
             x_iw = test_data["x"][: cfg.eval.iw_examples]
             t0 = time.time()
             log_fn = vae.make_log_weight_fn(cfg.model, state.params, state.model_state)
-            ll = iw_log_likelihood(log_fn, x_iw, k_iw, num_samples=cfg.eval.iw_samples,
-                                   sample_chunk=min(cfg.eval.iw_sample_chunk, cfg.eval.iw_samples),
-                                   batch_size=min(cfg.eval.iw_batch_size, len(x_iw)))
+            ll = iw_log_likelihood(
+                log_fn,
+                x_iw,
+                k_iw,
+                num_samples=cfg.eval.iw_samples,
+                sample_chunk=min(cfg.eval.iw_sample_chunk, cfg.eval.iw_samples),
+                batch_size=min(cfg.eval.iw_batch_size, len(x_iw)),
+            )
             nll, se = mean_and_stderr(-np.asarray(ll))
-            results.update(test_iw_nll=nll, test_iw_nll_stderr=se, iw_examples_used=int(len(x_iw)),
-                           iw_seconds=time.time() - t0)
+            results.update(
+                test_iw_nll=nll, test_iw_nll_stderr=se, iw_examples_used=int(len(x_iw)), iw_seconds=time.time() - t0
+            )
         results.update(iw_samples=cfg.eval.iw_samples, iw_examples=cfg.eval.iw_examples)
-        print(f"test NLL (IW, K={cfg.eval.iw_samples}, {results['iw_examples_used']} examples): "
-              f"{results['test_iw_nll']:.3f} +- {results['test_iw_nll_stderr']:.3f} nats", flush=True)
+        print(
+            f"test NLL (IW, K={cfg.eval.iw_samples}, {results['iw_examples_used']} examples): "
+            f"{results['test_iw_nll']:.3f} +- {results['test_iw_nll_stderr']:.3f} nats",
+            flush=True,
+        )
     results["wall_seconds_this_invocation"] = time.time() - t_start
     tmp = results_path + ".tmp"
     with open(tmp, "w") as f:
@@ -172,8 +183,10 @@ def main(argv=None) -> dict[str, Any]:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
     if results.get("preempted"):
-        print(f"preempted at step {results['step']}; checkpoint saved. Re-run the same command to resume.",
-              file=sys.stderr)
+        print(
+            f"preempted at step {results['step']}; checkpoint saved. Re-run the same command to resume.",
+            file=sys.stderr,
+        )
         raise SystemExit(PREEMPTED_EXIT_CODE)
     return results
 

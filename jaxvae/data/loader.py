@@ -16,7 +16,8 @@ union is the global batch.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -12,7 +12,8 @@ On a machine with internet, prepare a dataset once with
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,9 @@ def load_tfds_arrays(
       ImportError: when image decoding needs Pillow and it is missing (the message says so).
     """
     tfds = _import_tfds()
-    if max_examples is not None and (isinstance(max_examples, bool) or int(max_examples) != max_examples or max_examples < 0):
+    if max_examples is not None and (
+        isinstance(max_examples, bool) or int(max_examples) != max_examples or max_examples < 0
+    ):
         raise ValueError(f"`max_examples` must be a non-negative int or None; got {max_examples!r}.")
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive int; got {chunk_size!r}.")

@@ -7,7 +7,7 @@ from ``rng`` is reproducible and resumes exactly after ``set_state``.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,7 +46,9 @@ def dynamic_binarize(keys: Sequence[str] = ("x",)) -> Transform:
             if x.dtype.kind != "f":
                 raise ValueError(f"`batch[{k!r}]` must be float probabilities in [0, 1]; got dtype {x.dtype}.")
             if x.size and not (np.all(x >= 0) and np.all(x <= 1)):  # also rejects NaN
-                raise ValueError(f"`batch[{k!r}]` must lie in [0, 1] (no NaN); got range [{np.nanmin(x)}, {np.nanmax(x)}].")
+                raise ValueError(
+                    f"`batch[{k!r}]` must lie in [0, 1] (no NaN); got range [{np.nanmin(x)}, {np.nanmax(x)}]."
+                )
             out[k] = (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
         return out
 

@@ -7,32 +7,20 @@ Elementwise distributions (``Normal``, ``Bernoulli``, ``RectifiedNormal``) have 
 """
 
 from jaxvae.distributions import mixture_kl
-from jaxvae.distributions.bernoulli import Bernoulli
-from jaxvae.distributions.bernoulli import bernoulli_log_prob
-from jaxvae.distributions.bernoulli import kl_bernoulli_bernoulli
-from jaxvae.distributions.bijectors import ScaledSigmoid
-from jaxvae.distributions.bijectors import SoftmaxCentered
-from jaxvae.distributions.bijectors import Softplus
-from jaxvae.distributions.bijectors import scaled_sigmoid_log_det
-from jaxvae.distributions.categorical import Categorical
-from jaxvae.distributions.categorical import kl_categorical_categorical
-from jaxvae.distributions.concrete import Concrete
-from jaxvae.distributions.concrete import concrete_log_prob_log_sample
-from jaxvae.distributions.concrete import constant_temperature
-from jaxvae.distributions.concrete import exponential_decay_temperature
-from jaxvae.distributions.logistic_mixture import DiscretizedLogisticMixture
-from jaxvae.distributions.logistic_mixture import discretized_logistic_mixture_log_prob
-from jaxvae.distributions.mixture import MixtureNormal
-from jaxvae.distributions.mixture import mixture_log_prob
+from jaxvae.distributions.bernoulli import Bernoulli, bernoulli_log_prob, kl_bernoulli_bernoulli
+from jaxvae.distributions.bijectors import ScaledSigmoid, SoftmaxCentered, Softplus, scaled_sigmoid_log_det
+from jaxvae.distributions.categorical import Categorical, kl_categorical_categorical
+from jaxvae.distributions.concrete import (
+    Concrete,
+    concrete_log_prob_log_sample,
+    constant_temperature,
+    exponential_decay_temperature,
+)
+from jaxvae.distributions.logistic_mixture import DiscretizedLogisticMixture, discretized_logistic_mixture_log_prob
+from jaxvae.distributions.mixture import MixtureNormal, mixture_log_prob
 from jaxvae.distributions.mixture_kl import population_kl
-from jaxvae.distributions.normal import Normal
-from jaxvae.distributions.normal import kl_normal_normal
-from jaxvae.distributions.normal import kl_normal_std
-from jaxvae.distributions.normal import normal_log_prob
-from jaxvae.distributions.normal import normal_log_prob_logvar
-from jaxvae.distributions.rectified_normal import RectifiedNormal
-from jaxvae.distributions.rectified_normal import kl_rectified_mc
-from jaxvae.distributions.rectified_normal import kl_rectified_rectified
+from jaxvae.distributions.normal import Normal, kl_normal_normal, kl_normal_std, normal_log_prob, normal_log_prob_logvar
+from jaxvae.distributions.rectified_normal import RectifiedNormal, kl_rectified_mc, kl_rectified_rectified
 
 __all__ = [
     "Bernoulli",

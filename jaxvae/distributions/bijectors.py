@@ -133,7 +133,8 @@ class Softplus:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class SoftmaxCentered:
-    r"""Softmax-centred map :math:`z = \operatorname{softmax}([u, 0])` from :math:`R^{K-1}` onto the open simplex in :math:`R^K`.
+    r"""Softmax-centred map :math:`z = \operatorname{softmax}([u, 0])` from :math:`R^{K-1}` onto the open
+    simplex in :math:`R^K`.
 
     The Jacobian of :math:`z_{1:K-1}` w.r.t. :math:`u` is :math:`\operatorname{diag}(p) - p p^\top` with
     :math:`p = z_{1:K-1}`, whose determinant is :math:`\prod_{i \le K-1} p_i (1 - \sum p) = \prod_{i=1}^K z_i`:

@@ -30,9 +30,7 @@ def _check_indices(x: ArrayLike, num_categories: int) -> None:
     if _checks.is_concrete(x):
         a = np.asarray(x)
         if a.size and (a.min() < 0 or a.max() >= num_categories):
-            raise ValueError(
-                f"`x` must hold class indices in [0, {num_categories}); got range [{a.min()}, {a.max()}]."
-            )
+            raise ValueError(f"`x` must hold class indices in [0, {num_categories}); got range [{a.min()}, {a.max()}].")
 
 
 @jax.tree_util.register_dataclass
@@ -123,9 +121,7 @@ class Categorical:
         """
         _checks.check_rank_at_least("x", x, 1, "one-hot vectors on the last axis")
         if np.shape(x)[-1] != self.num_categories:
-            raise ValueError(
-                f"`x` must be one-hot with last axis {self.num_categories}; got shape {np.shape(x)}."
-            )
+            raise ValueError(f"`x` must be one-hot with last axis {self.num_categories}; got shape {np.shape(x)}.")
         _checks.broadcast_shapes(x=x, logits=self.logits)
         x, log_p = jnp.broadcast_arrays(jnp.asarray(x, self.log_probs.dtype), self.log_probs)
         return jnp.sum(x * log_p, axis=-1)

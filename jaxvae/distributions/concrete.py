@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -221,9 +221,7 @@ def constant_temperature(tau: float) -> TemperatureSchedule:
     return schedule
 
 
-def exponential_decay_temperature(
-    tau0: float, rate: float, floor: float, decay_steps: int = 1
-) -> TemperatureSchedule:
+def exponential_decay_temperature(tau0: float, rate: float, floor: float, decay_steps: int = 1) -> TemperatureSchedule:
     r"""Schedule :math:`\tau(t) = \max(\text{floor}, \tau_0\,\text{rate}^{t/\text{decay\_steps}})`.
 
     Continuous (not staircase) decay, computed as ``tau0 * exp(log(rate) * t / decay_steps)``. Jang

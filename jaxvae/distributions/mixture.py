@@ -5,7 +5,8 @@
 ``loc.shape[:-2]`` and ``scale.shape[:-2]``; its event shape is ``(D,)``. So unlike
 :class:`~jaxvae.distributions.normal.Normal`, ``log_prob`` reduces the last (event) axis:
 
-.. math:: \\log q(x) = \\operatorname{logsumexp}_c \\Big[\\log\\pi_c + \\sum_d \\log N(x_d; \\mu_{cd}, \\sigma_{cd}^2)\\Big],
+.. math:: \\log q(x) = \\operatorname{logsumexp}_c
+   \\Big[\\log\\pi_c + \\sum_d \\log N(x_d; \\mu_{cd}, \\sigma_{cd}^2)\\Big],
    \\qquad \\pi = \\operatorname{softmax}(\\text{logits}).
 
 ``sample`` is ancestral (component index from a categorical draw, then that component's
@@ -17,7 +18,7 @@ components exactly and reparameterises within each component.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

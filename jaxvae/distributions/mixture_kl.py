@@ -28,7 +28,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,7 @@ from jaxvae.typing import PRNGKey
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-Target = Union[Normal, MixtureNormal]
+Target = Normal | MixtureNormal
 
 
 class MCEstimate(NamedTuple):
@@ -291,9 +291,7 @@ def kl_moment_matched(q: MixtureNormal, p: Target) -> jax.Array:
     return jnp.sum(kl_normal_normal(a, b), -1)
 
 
-def population_kl(
-    loc: ArrayLike, log_var: ArrayLike, *, include_variance: bool = False, eps: float = 0.0
-) -> jax.Array:
+def population_kl(loc: ArrayLike, log_var: ArrayLike, *, include_variance: bool = False, eps: float = 0.0) -> jax.Array:
     r"""Rivera's population (aggregate-posterior) KL of a batch to :math:`N(0, I)`.
 
     The batch aggregate posterior :math:`q(z) = \frac1B \sum_i N(\mu_i, \mathrm{diag}\,\sigma_i^2)` is

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxvae.distributions import _checks
-from jaxvae.distributions import _math
+from jaxvae.distributions import _checks, _math
 from jaxvae.distributions.normal import normal_log_prob
 from jaxvae.typing import PRNGKey, Shape
 
@@ -111,7 +110,8 @@ class RectifiedNormal:
         return scale * (a * _math.ndtr(a) + _math.normal_pdf(a))
 
     def variance(self) -> jax.Array:
-        r"""Variance, :math:`\sigma^2\{\Phi(a)[1 - m(a+m)] + \Phi(a)\Phi(-a)(a+m)^2\}` with :math:`m = \varphi(a)/\Phi(a)`.
+        r"""Variance, :math:`\sigma^2\{\Phi(a)[1 - m(a+m)] + \Phi(a)\Phi(-a)(a+m)^2\}`,
+        with :math:`m = \varphi(a)/\Phi(a)`.
 
         The law of total variance over spike/slab (the slab is a truncated Normal with mean
         ``sigma (a + m)`` and variance ``sigma^2 (1 - m (a + m))``); equal to
@@ -140,9 +140,7 @@ def _broadcast_batch(q: RectifiedNormal, p: RectifiedNormal) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(q.batch_shape, p.batch_shape))
     except ValueError:
-        raise ValueError(
-            f"batch shapes do not broadcast: `q` {q.batch_shape}, `p` {p.batch_shape}."
-        ) from None
+        raise ValueError(f"batch shapes do not broadcast: `q` {q.batch_shape}, `p` {p.batch_shape}.") from None
 
 
 def kl_rectified_rectified(q: RectifiedNormal, p: RectifiedNormal) -> jax.Array:

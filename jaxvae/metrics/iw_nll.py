@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -102,9 +102,9 @@ def make_iw_log_likelihood(
     log_weight_fn: LogWeightFn,
     *,
     num_samples: int = 5000,
-    sample_chunk: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    mesh: Optional[Mesh] = None,
+    sample_chunk: int | None = None,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
     axis_name: str = "data",
 ) -> Callable[[ArrayLike, PRNGKey], jax.Array]:
     """Build ``estimate(x [N, ...], key) -> log p(x) estimates [N]`` (see the module docstring).
@@ -173,7 +173,7 @@ def make_iw_log_likelihood(
     return estimate
 
 
-_CACHE: "weakref.WeakKeyDictionary[Callable, dict]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Callable, dict] = weakref.WeakKeyDictionary()
 
 
 def iw_log_likelihood(
@@ -182,9 +182,9 @@ def iw_log_likelihood(
     key: PRNGKey,
     *,
     num_samples: int = 5000,
-    sample_chunk: Optional[int] = None,
-    batch_size: Optional[int] = None,
-    mesh: Optional[Mesh] = None,
+    sample_chunk: int | None = None,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
     axis_name: str = "data",
 ) -> jax.Array:
     """Importance-weighted ``log p(x)`` estimates ``[N]`` (NLL = ``-result``); see the module docstring.

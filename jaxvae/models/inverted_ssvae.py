@@ -91,15 +91,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.distributions.bernoulli import bernoulli_log_prob
 from jaxvae.distributions import bijectors
+from jaxvae.distributions.bernoulli import bernoulli_log_prob
 from jaxvae.distributions.concrete import Concrete
 from jaxvae.distributions.normal import kl_normal_std, normal_log_prob_logvar
 from jaxvae.objectives import semi_supervised as ss
@@ -186,28 +186,36 @@ class Config:
     weight_ru: float = 1.0
     fd_loss: str = "cross_entropy"
     rd_input: str = "mean"
-    init_std: Optional[float] = None
+    init_std: float | None = None
     include_constants: bool = True
     z_scale_param: str = "log_var"
-    reverse_z_low: Optional[float] = None
-    reverse_z_high: Optional[float] = None
+    reverse_z_low: float | None = None
+    reverse_z_high: float | None = None
 
     def __post_init__(self):
         for name in ("hidden_y", "hidden_z", "hidden_x"):
             v = tuple(getattr(self, name))
             if not v or any((not isinstance(h, (int, np.integer))) or h < 1 for h in v):
-                raise ValueError(f"`{name}` must be a non-empty sequence of positive ints; got {getattr(self, name)!r}.")
+                raise ValueError(
+                    f"`{name}` must be a non-empty sequence of positive ints; got {getattr(self, name)!r}."
+                )
             object.__setattr__(self, name, tuple(int(h) for h in v))
         for name in ("num_classes", "x_dim", "z_dim"):
             v = getattr(self, name)
             lo = 2 if name == "num_classes" else 1
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"`{name}` must be an int >= {lo}; got {v!r}.")
-        for name, allowed in (("z_space", _Z_SPACES), ("unlabeled", _UNLABELED), ("reverse", _REVERSE),
-                              ("reverse_sample", _REVERSE_SAMPLES), ("relaxed_y_prior", _Y_PRIORS),
-                              ("fd_loss", _FD_LOSSES), ("rd_input", _RD_INPUTS),
-                              ("z_scale_param", _Z_SCALE_PARAMS),
-                              ("activation", tuple(_ACTIVATIONS))):
+        for name, allowed in (
+            ("z_space", _Z_SPACES),
+            ("unlabeled", _UNLABELED),
+            ("reverse", _REVERSE),
+            ("reverse_sample", _REVERSE_SAMPLES),
+            ("relaxed_y_prior", _Y_PRIORS),
+            ("fd_loss", _FD_LOSSES),
+            ("rd_input", _RD_INPUTS),
+            ("z_scale_param", _Z_SCALE_PARAMS),
+            ("activation", tuple(_ACTIVATIONS)),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}; got {getattr(self, name)!r}.")
         if not (math.isfinite(self.z_low) and math.isfinite(self.z_high) and self.z_high > self.z_low):
@@ -217,8 +225,9 @@ class Config:
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 raise ValueError(f"`{name}` must be None or a finite number; got {v!r}.")
         if self.z_space != "box" and (self.reverse_z_low is not None or self.reverse_z_high is not None):
-            raise ValueError("`reverse_z_low`/`reverse_z_high` apply to z_space='box' only; "
-                             f"got z_space={self.z_space!r}.")
+            raise ValueError(
+                f"`reverse_z_low`/`reverse_z_high` apply to z_space='box' only; got z_space={self.z_space!r}."
+            )
         lo, hi = reverse_box(self)
         if not (self.z_low <= lo < hi <= self.z_high):
             raise ValueError(
@@ -229,8 +238,9 @@ class Config:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"`{name}` must be a finite number > 0; got {v!r}.")
-        if self.init_std is not None and not (isinstance(self.init_std, (int, float))
-                                              and math.isfinite(self.init_std) and self.init_std > 0):
+        if self.init_std is not None and not (
+            isinstance(self.init_std, (int, float)) and math.isfinite(self.init_std) and self.init_std > 0
+        ):
             raise ValueError(f"`init_std` must be None or a finite number > 0; got {self.init_std!r}.")
         for name in ("alpha_fd", "alpha_rd", "weight_fl", "weight_fu", "weight_ru"):
             v = getattr(self, name)
@@ -444,13 +454,13 @@ class Terms(NamedTuple):
       j_ru: ``[B_r]`` reverse bound (eq. 17 or eq. 5), or ``None``.
     """
 
-    j_fl: Optional[jax.Array]
-    j_fd: Optional[jax.Array]
-    j_rd: Optional[jax.Array]
-    correct: Optional[jax.Array]
-    j_fu: Optional[jax.Array]
-    entropy_y: Optional[jax.Array]
-    j_ru: Optional[jax.Array]
+    j_fl: jax.Array | None
+    j_fd: jax.Array | None
+    j_rd: jax.Array | None
+    correct: jax.Array | None
+    j_fu: jax.Array | None
+    entropy_y: jax.Array | None
+    j_ru: jax.Array | None
 
 
 def _check_batch(config: Config, batch: dict) -> None:
@@ -623,8 +633,11 @@ def objective_terms(config: Config, params: PyTree, batch: dict, key: PRNGKey) -
             j_ru = ss.reverse_bound_z_observed(log_qy, log_qz, log_px, log_qx=log_qx)
         else:
             if log_pz is None:  # z given by the batch: its prior log-density
-                log_pz = (jnp.full(z.shape[:1], _log_pz_reverse(c)) if c.z_space == "box"
-                          else jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1))
+                log_pz = (
+                    jnp.full(z.shape[:1], _log_pz_reverse(c))
+                    if c.z_space == "box"
+                    else jnp.sum(normal_log_prob_logvar(z, 0.0, 0.0), axis=-1)
+                )
             j_ru = ss.reverse_bound(log_qy, log_qz, log_px, log_qx=log_qx, log_pz=log_pz)
 
     return Terms(j_fl, j_fd, j_rd, correct, j_fu, entropy_y, j_ru)
@@ -673,7 +686,10 @@ def make_eval_fn(config: Config):
     def eval_fn(params, model_state, batch, key):
         del model_state
         if not isinstance(batch, dict) or set(batch) != {"x", "y"}:
-            raise ValueError(f"eval `batch` must be a dict with keys 'x' and 'y'; got {sorted(batch) if isinstance(batch, dict) else type(batch).__name__}.")
+            raise ValueError(
+                "eval `batch` must be a dict with keys 'x' and 'y'; got "
+                f"{sorted(batch) if isinstance(batch, dict) else type(batch).__name__}."
+            )
         ev = dataclasses.replace(config, reverse="none")
         t = objective_terms(ev, params, {"x_l": batch["x"], "y_l": batch["y"], "x_u": batch["x"]}, key)
         return {"cross_entropy": t.j_fd, "correct": t.correct, "labeled_bound": t.j_fl, "unlabeled_bound": t.j_fu}

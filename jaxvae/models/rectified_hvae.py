@@ -57,7 +57,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -135,8 +136,12 @@ class Config:
             raise ValueError(
                 f"`down_hidden` must have L - 1 = {len(self.latent_sizes) - 1} widths; got {self.down_hidden!r}."
             )
-        for name, choices in (("units", _UNITS), ("posterior", _POSTERIORS), ("kl", _KLS),
-                              ("activation", tuple(_ACTIVATIONS))):
+        for name, choices in (
+            ("units", _UNITS),
+            ("posterior", _POSTERIORS),
+            ("kl", _KLS),
+            ("activation", tuple(_ACTIVATIONS)),
+        ):
             if getattr(self, name) not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}; got {getattr(self, name)!r}.")
         for name in ("decoder_hidden", "kl_samples", "x_dim"):
@@ -200,7 +205,8 @@ def _boundary_term(config: Config, q, p) -> jax.Array:
     if config.units != "rectified":
         return 0.0
     jump = (Normal(q.loc, q.scale).log_prob(0.0) - q.log_prob_zero()) - (
-        Normal(p.loc, p.scale).log_prob(0.0) - p.log_prob_zero())
+        Normal(p.loc, p.scale).log_prob(0.0) - p.log_prob_zero()
+    )
     p_slab = -jnp.expm1(q.log_prob_zero())  # Phi(a_q) = 1 - Phi(-a_q)
     return jnp.sum(jax.lax.stop_gradient(jump) * (p_slab - jax.lax.stop_gradient(p_slab)), axis=-1)
 
@@ -243,8 +249,7 @@ class _GaussHead(nn.Module):
     @nn.compact
     def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
         loc = nn.Dense(self.features, name="loc")(h)
-        raw = nn.Dense(self.features, name="scale",
-                       bias_init=nn.initializers.constant(_SOFTPLUS_INV_1))(h)
+        raw = nn.Dense(self.features, name="scale", bias_init=nn.initializers.constant(_SOFTPLUS_INV_1))(h)
         return loc, jax.nn.softplus(raw) + self.min_scale
 
 
@@ -282,8 +287,7 @@ class RectifiedHVAE(nn.Module):
         self.up = [_Hidden(c.up_hidden[l], **hid, name=f"up_{l + 1}") for l in range(L)]
         self.up_heads = [_GaussHead(c.latent_sizes[l], c.min_scale, name=f"up_head_{l + 1}") for l in range(L)]
         self.down = [_Hidden(c.down_hidden[l], **hid, name=f"down_{l + 1}") for l in range(L - 1)]
-        self.down_heads = [_GaussHead(c.latent_sizes[l], c.min_scale, name=f"down_head_{l + 1}")
-                           for l in range(L - 1)]
+        self.down_heads = [_GaussHead(c.latent_sizes[l], c.min_scale, name=f"down_head_{l + 1}") for l in range(L - 1)]
         d_top = c.latent_sizes[-1]
         self.top_loc = self.param("top_loc", nn.initializers.zeros, (d_top,))
         self.top_raw_scale = self.param("top_raw_scale", nn.initializers.constant(_SOFTPLUS_INV_1), (d_top,))
@@ -401,8 +405,9 @@ def _check_config(config) -> None:
 def _check_x(x, x_dim: int) -> jax.Array:
     x = jnp.asarray(x)
     if x.ndim < 2 or int(jnp.size(x[0])) != x_dim:
-        raise ValueError(f"`x` must have shape [B, {x_dim}] (or [B, ...] with {x_dim} values per example); "
-                         f"got {x.shape}.")
+        raise ValueError(
+            f"`x` must have shape [B, {x_dim}] (or [B, ...] with {x_dim} values per example); got {x.shape}."
+        )
     return x
 
 
@@ -505,13 +510,13 @@ def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree) -> C
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _posterior_samples(config, params, model_state, key, x, num_samples):
     b = x.shape[0]
-    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False,
-                                      num_samples=num_samples)
+    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False, num_samples=num_samples)
     return tuple(jnp.reshape(z, (num_samples, b, -1)) for z in fwd.z)
 
 
-def posterior_samples(config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x,
-                      num_samples: int = 1) -> tuple[jax.Array, ...]:
+def posterior_samples(
+    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x, num_samples: int = 1
+) -> tuple[jax.Array, ...]:
     """Per-layer samples of q(z | x) (eval mode), bottom to top, each [num_samples, B, d_l] (jitted).
 
     Used for the per-layer posterior means (active units) and sparsity (fraction of exact zeros).
@@ -527,8 +532,7 @@ def posterior_samples(config: Config, params: PyTree, model_state: PyTree, key: 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _posterior_means(config, params, model_state, key, x, num_samples):
     b = x.shape[0]
-    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False,
-                                      num_samples=num_samples)
+    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False, num_samples=num_samples)
     means = []
     for q_loc, q_scale in fwd.q_params:
         m = _unit_dist(config, q_loc, q_scale).mean()
@@ -536,8 +540,9 @@ def _posterior_means(config, params, model_state, key, x, num_samples):
     return tuple(means)
 
 
-def posterior_conditional_means(config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x,
-                                num_samples: int = 1) -> tuple[jax.Array, ...]:
+def posterior_conditional_means(
+    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x, num_samples: int = 1
+) -> tuple[jax.Array, ...]:
     r"""Per layer, :math:`E_q[z_l \mid z_{l+1}^{(s)}, x]` at ``num_samples`` parent draws (jitted).
 
     Returns a tuple, bottom to top, of [num_samples, B, d_l]. Their mean over samples is a
@@ -568,8 +573,9 @@ def sample_images(config: Config, params: PyTree, model_state: PyTree, key: PRNG
     return _sample_images(config, params, model_state, key, n)
 
 
-def layer_variation_images(config: Config, params: PyTree, model_state: PyTree, key: PRNGKey,
-                           num_columns: int = 8) -> jax.Array:
+def layer_variation_images(
+    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, num_columns: int = 8
+) -> jax.Array:
     """What each layer encodes: row l (top row = top layer) redraws only layer l's noise.
 
     The noise of every other layer is held fixed (one base draw shared by all rows); column ``j``
@@ -591,7 +597,6 @@ def _layer_variation(config, params, model_state, key, num_columns):
     for i in reversed(range(L)):
         eps = [jnp.broadcast_to(e, (num_columns, e.shape[1])) for e in base]
         eps[i] = jax.random.normal(jax.random.fold_in(k_var, i), (num_columns, config.latent_sizes[i]))
-        logits, _ = RectifiedHVAE(config).apply(_variables(params, model_state), eps,
-                                                method=RectifiedHVAE.generate)
+        logits, _ = RectifiedHVAE(config).apply(_variables(params, model_state), eps, method=RectifiedHVAE.generate)
         rows.append(jnp.reshape(jax.nn.sigmoid(logits), (num_columns, 28, 28)))
     return jnp.stack(rows)

@@ -9,7 +9,7 @@ number of leading batch axes (they are folded into one for the convolutions).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 
-Activation = Union[str, Callable[[jax.Array], jax.Array]]
+Activation = str | Callable[[jax.Array], jax.Array]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": nn.tanh,
@@ -33,9 +33,7 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
         return activation
     if isinstance(activation, str) and activation in ACTIVATIONS:
         return ACTIVATIONS[activation]
-    raise ValueError(
-        f"`activation` must be a callable or one of {sorted(ACTIVATIONS)}; got {activation!r}."
-    )
+    raise ValueError(f"`activation` must be a callable or one of {sorted(ACTIVATIONS)}; got {activation!r}.")
 
 
 class MLP(nn.Module):

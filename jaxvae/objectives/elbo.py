@@ -17,7 +17,8 @@ elementwise ``log_prob`` with no event dimensions, so event axes are summed here
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

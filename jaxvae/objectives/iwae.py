@@ -17,7 +17,8 @@ returns ``m + log s``. :func:`streaming_iwae_bound` drives it with ``lax.scan``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -261,7 +261,9 @@ def classification_cross_entropy(logits_y: ArrayLike, y: ArrayLike) -> jax.Array
     log_q = jax.nn.log_softmax(logits_y, axis=-1)
     if np.ndim(y) == 1:
         if np.shape(y)[0] != b or not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
-            raise ValueError(f"integer labels `y` must have shape [B] = [{b}]; got {np.shape(y)}, dtype {jnp.asarray(y).dtype}.")
+            raise ValueError(
+                f"integer labels `y` must have shape [B] = [{b}]; got {np.shape(y)}, dtype {jnp.asarray(y).dtype}."
+            )
         if _checks.is_concrete(y):
             a = np.asarray(y)
             if a.size and (a.min() < 0 or a.max() >= c):

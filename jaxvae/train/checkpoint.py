@@ -49,8 +49,7 @@ def _strip_keys(tree: PyTree) -> PyTree:
 def _abstract(x: Any) -> jax.ShapeDtypeStruct:
     """Shape/dtype/sharding target for Orbax; typed keys become their ``uint32`` data layout."""
     if _is_key(x):
-        x = jax.eval_shape(jax.random.key_data, x) if isinstance(x, jax.ShapeDtypeStruct) else (
-            jax.random.key_data(x))
+        x = jax.eval_shape(jax.random.key_data, x) if isinstance(x, jax.ShapeDtypeStruct) else (jax.random.key_data(x))
     sharding = getattr(x, "sharding", None)
     return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
 
@@ -128,9 +127,7 @@ class CheckpointManager:
         if int(keep) < 1:
             raise ValueError(f"`keep` must be >= 1; got {keep!r}.")
         self.directory = os.path.abspath(os.fspath(workdir))
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=int(keep), enable_async_checkpointing=False, create=True
-        )
+        options = ocp.CheckpointManagerOptions(max_to_keep=int(keep), enable_async_checkpointing=False, create=True)
         self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=_ITEMS)
 
     # ------------------------------------------------------------------ save

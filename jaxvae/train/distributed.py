@@ -12,17 +12,15 @@ cross-process collectives then use Gloo over TCP (``jax_cpu_collectives_implemen
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 
 __all__ = ["initialize_distributed"]
 
 
 def initialize_distributed(
-    coordinator_address: Optional[str] = None,
-    num_processes: Optional[int] = None,
-    process_id: Optional[int] = None,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
     *,
     initialization_timeout: int = 300,
 ) -> None:
@@ -47,15 +45,9 @@ def initialize_distributed(
         if isinstance(process_id, bool) or not isinstance(process_id, int) or process_id < 0:
             raise ValueError(f"`process_id` must be an int >= 0; got {process_id!r}.")
         if num_processes is not None and process_id >= num_processes:
-            raise ValueError(
-                f"`process_id` must be < num_processes={num_processes}; got {process_id}."
-            )
-    if coordinator_address is not None and (
-        not isinstance(coordinator_address, str) or ":" not in coordinator_address
-    ):
-        raise ValueError(
-            f"`coordinator_address` must be 'host:port'; got {coordinator_address!r}."
-        )
+            raise ValueError(f"`process_id` must be < num_processes={num_processes}; got {process_id}.")
+    if coordinator_address is not None and (not isinstance(coordinator_address, str) or ":" not in coordinator_address):
+        raise ValueError(f"`coordinator_address` must be 'host:port'; got {coordinator_address!r}.")
     if jax.distributed.is_initialized():
         return
     # Gloo is JAX's default for cross-process CPU collectives; set it explicitly so a user config of

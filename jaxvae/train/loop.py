@@ -35,7 +35,8 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -209,8 +210,7 @@ def evaluate(
             val = np.asarray(val)
             if val.shape != (bs,):
                 raise ValueError(
-                    f"eval_step must return per-example values of shape [{bs}]; {name!r} has shape "
-                    f"{val.shape}."
+                    f"eval_step must return per-example values of shape [{bs}]; {name!r} has shape {val.shape}."
                 )
             sums[name] = sums.get(name, 0.0) + float(np.sum(val[:m], dtype=np.float64))
         seen += m
@@ -318,8 +318,9 @@ def fit(
     sync_every = _require_positive("sync_every", sync_every)
     if examples_per_step is not None:
         examples_per_step = _require_positive("examples_per_step", examples_per_step)
-    if time_limit_s is not None and (isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float))
-                                     or not time_limit_s > 0):
+    if time_limit_s is not None and (
+        isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0
+    ):
         raise ValueError(f"`time_limit_s` must be a positive number of seconds or None; got {time_limit_s!r}.")
     t_call = _clock()
     if not (hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")):
@@ -347,7 +348,11 @@ def fit(
         train_iter.set_state(data_state)
     start = int(_fetch_replicated(state.step))
     history: dict[str, Any] = {
-        "train": [], "eval": [], "start_step": start, "end_step": start, "preempted": False,
+        "train": [],
+        "eval": [],
+        "start_step": start,
+        "end_step": start,
+        "preempted": False,
         "time_limited": False,
     }
 
@@ -356,8 +361,9 @@ def fit(
 
     if start >= num_steps:
         if eval_step is not None:
-            ev = evaluate(eval_step, state, eval_data, eval_key(state, start),
-                          batch_size=eval_batch_size or 1000, mesh=mesh)
+            ev = evaluate(
+                eval_step, state, eval_data, eval_key(state, start), batch_size=eval_batch_size or 1000, mesh=mesh
+            )
             history["eval"].append({"step": start, **ev})
         ckpt.close()
         return state, history
@@ -367,10 +373,21 @@ def fit(
         _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
-               disable=not (progress and lead))
-    writer = (MetricWriter(workdir, resume_step=start if restored is not None else None,
-                           print_fn=bar.write if progress else None) if lead else _SilentWriter())
+    bar = tqdm(
+        total=num_steps,
+        initial=start,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=not (progress and lead),
+    )
+    writer = (
+        MetricWriter(
+            workdir, resume_step=start if restored is not None else None, print_fn=bar.write if progress else None
+        )
+        if lead
+        else _SilentWriter()
+    )
     if restored is None:
         writer.write_hparams(config_json)
 
@@ -436,13 +453,14 @@ def fit(
                     rec["first_step_sec"] = first_step_s
                 writer.write_scalars(t, rec)
                 history["train"].append({"step": t, **rec})
-                bar.set_postfix(loss=f"{rec.get('train/loss', float('nan')):.4g}",
-                                ex_per_s=f"{rec.get('examples_per_sec', 0.0):.4g}")
+                bar.set_postfix(
+                    loss=f"{rec.get('train/loss', float('nan')):.4g}",
+                    ex_per_s=f"{rec.get('examples_per_sec', 0.0):.4g}",
+                )
                 window, window_steps, window_time = {}, 0, 0.0
 
             if eval_now:
-                ev = evaluate(eval_step, state, eval_data, eval_key(state, t), batch_size=eval_bs,
-                              mesh=mesh)
+                ev = evaluate(eval_step, state, eval_data, eval_key(state, t), batch_size=eval_bs, mesh=mesh)
                 writer.write_scalars(t, {f"eval/{k}": v for k, v in ev.items()})
                 history["eval"].append({"step": t, **ev})
                 if image_fn is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import optax
 
@@ -66,8 +65,8 @@ class OptimizerConfig:
     decay_steps: int = 0
     decay_rate: float = 0.1
     end_lr_factor: float = 0.0
-    clip_global_norm: Optional[float] = None
-    clip_value: Optional[float] = None
+    clip_global_norm: float | None = None
+    clip_value: float | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -107,9 +106,7 @@ def _validate(cfg: OptimizerConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"`{n}` must be an int >= 0; got {v!r}.")
     if cfg.schedule != "constant" and cfg.decay_steps <= 0:
-        raise ValueError(
-            f"`decay_steps` must be > 0 for schedule={cfg.schedule!r}; got {cfg.decay_steps!r}."
-        )
+        raise ValueError(f"`decay_steps` must be > 0 for schedule={cfg.schedule!r}; got {cfg.decay_steps!r}.")
     if cfg.schedule == "warmup_cosine" and cfg.warmup_steps >= cfg.decay_steps:
         raise ValueError(
             "`warmup_steps` must be < `decay_steps` (decay_steps counts the warm-up); got "
@@ -135,9 +132,7 @@ def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
         return optax.cosine_decay_schedule(lr, cfg.decay_steps, alpha=float(cfg.end_lr_factor))
     if cfg.schedule == "exponential":
         end_value = end if (cfg.decay_rate < 1 and end > 0) else None
-        return optax.exponential_decay(
-            lr, cfg.decay_steps, float(cfg.decay_rate), end_value=end_value
-        )
+        return optax.exponential_decay(lr, cfg.decay_steps, float(cfg.decay_rate), end_value=end_value)
     # warmup_cosine
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,

@@ -9,7 +9,8 @@ process's devices, and each process supplies its own slice with
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ from jaxvae.typing import PyTree
 __all__ = ["make_data_mesh", "replicate", "shard_batch", "global_batch_from_process_local"]
 
 
-def make_data_mesh(devices: Optional[Sequence[jax.Device]] = None, axis_name: str = "data") -> Mesh:
+def make_data_mesh(devices: Sequence[jax.Device] | None = None, axis_name: str = "data") -> Mesh:
     """A 1-D mesh over ``devices`` (default: every device of every process) with one axis.
 
     Built with ``jax.sharding.Mesh``, whose axes are ``Auto`` (the compiler places collectives),
@@ -103,6 +104,4 @@ def global_batch_from_process_local(batch: PyTree, mesh: Mesh) -> PyTree:
     local = len(mesh.local_devices)
     check_batch_divisible(batch, local, f"this process's {local} devices on mesh axis {axis!r}")
     sharding = NamedSharding(mesh, P(axis))
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch
-    )
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)

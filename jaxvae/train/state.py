@@ -16,7 +16,8 @@ and, for evaluation, ``eval_fn(params, model_state, batch, key) -> dict[str, Arr
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 

@@ -29,7 +29,8 @@ dtypes) and raise ``ValueError`` on a mismatch instead of silently compiling a n
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -92,9 +93,7 @@ def create_train_state(
             f"{getattr(key, 'dtype', type(key).__name__)} with shape {np.shape(key)}."
         )
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-        raise ValueError(
-            f"`optimizer` must be an optax.GradientTransformation; got {type(optimizer).__name__}."
-        )
+        raise ValueError(f"`optimizer` must be an optax.GradientTransformation; got {type(optimizer).__name__}.")
     model_state = {} if model_state is None else model_state
     params = jax.tree.map(jnp.array, params)  # jnp.array copies: the state owns its buffers
     model_state = jax.tree.map(jnp.array, model_state)
@@ -150,10 +149,7 @@ def check_batch_divisible(batch: Any, n: int, what: str, *, axis: int = 0) -> No
         name = jax.tree_util.keystr(path) or "batch"
         shape = np.shape(x)
         if len(shape) <= axis:
-            raise ValueError(
-                f"batch entry {name} has shape {shape}; every batch entry needs a batch axis "
-                f"{axis}."
-            )
+            raise ValueError(f"batch entry {name} has shape {shape}; every batch entry needs a batch axis {axis}.")
         if shape[axis] % n:
             lo, hi = (shape[axis] // n) * n, (shape[axis] // n + 1) * n
             raise ValueError(
@@ -181,10 +177,10 @@ class StepFunction:
     def __init__(
         self,
         body: Callable,
-        transform: Optional[Callable[[Callable], Callable]],
+        transform: Callable[[Callable], Callable] | None,
         name: str,
         batch_argnum: int,
-        first_check: Optional[Callable[[Any], None]] = None,
+        first_check: Callable[[Any], None] | None = None,
     ):
         self.name = name
         self.trace_count = 0
@@ -236,7 +232,7 @@ class StepFunction:
         return self.fn.lower(*args)
 
 
-def _compiler_options(options: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+def _compiler_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if options is None:
         return None
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
@@ -258,24 +254,15 @@ def _all_finite(tree: PyTree) -> jax.Array:
 def _call_loss(loss_fn: LossFn, params, model_state, batch, key) -> tuple[jax.Array, LossOutput]:
     out = loss_fn(params, model_state, batch, key)
     if not (isinstance(out, tuple) and len(out) == 3):
-        raise ValueError(
-            "`loss_fn` must return LossOutput(loss, metrics, model_state); got "
-            f"{type(out).__name__}."
-        )
+        raise ValueError(f"`loss_fn` must return LossOutput(loss, metrics, model_state); got {type(out).__name__}.")
     out = LossOutput(*out)
     if jnp.shape(out.loss) != ():
-        raise ValueError(
-            "`loss_fn` must return a scalar loss (the batch mean); got shape "
-            f"{jnp.shape(out.loss)}."
-        )
+        raise ValueError(f"`loss_fn` must return a scalar loss (the batch mean); got shape {jnp.shape(out.loss)}.")
     if not isinstance(out.metrics, dict):
         raise ValueError(f"`loss_fn` metrics must be a dict; got {type(out.metrics).__name__}.")
     for name, v in out.metrics.items():
         if jnp.shape(v) != ():
-            raise ValueError(
-                f"`loss_fn` metric {name!r} must be a scalar (batch mean); got shape "
-                f"{jnp.shape(v)}."
-            )
+            raise ValueError(f"`loss_fn` metric {name!r} must be a scalar (batch mean); got shape {jnp.shape(v)}.")
     return out.loss, out
 
 
@@ -290,13 +277,12 @@ def _pmean_floats(tree: PyTree, axis_name: str) -> PyTree:
       tree: per-device values.
       axis_name: the mapped axis.
     """
-    return jax.tree.map(
-        lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree
-    )
+    return jax.tree.map(lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)
 
 
-def _loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, microbatch: Optional[int],
-                    microbatch_mode: str = "scan"):
+def _loss_and_grads(
+    loss_fn: LossFn, params, model_state, batch, key, microbatch: int | None, microbatch_mode: str = "scan"
+):
     """``(loss, metrics, new_model_state, grads)`` of the batch, in one pass or in micro-batches.
 
     With ``microbatch = m < B`` the batch is cut into ``n = B / m`` consecutive slices of ``m``
@@ -311,9 +297,9 @@ def _loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, microbatch
       so XLA's runtime may run them concurrently on different cores. All slices' activations are
       alive at once. Same draws as ``'scan'``; sums in a different order (float rounding only).
     """
+
     def one(ms, b, k):
-        (loss, out), grads = jax.value_and_grad(
-            lambda p: _call_loss(loss_fn, p, ms, b, k), has_aux=True)(params)
+        (loss, out), grads = jax.value_and_grad(lambda p: _call_loss(loss_fn, p, ms, b, k), has_aux=True)(params)
         return loss, dict(out.metrics), out.model_state, grads
 
     size = jax.tree.leaves(batch)[0].shape[0]
@@ -334,8 +320,9 @@ def _loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, microbatch
         return (ms, acc), None
 
     first = jax.eval_shape(lambda: one(model_state, jax.tree.map(lambda c: c[0], chunks), key))
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, jnp.result_type(a.dtype, jnp.float32)),
-                         (first[0], first[1], first[3]))
+    zeros = jax.tree.map(
+        lambda a: jnp.zeros(a.shape, jnp.result_type(a.dtype, jnp.float32)), (first[0], first[1], first[3])
+    )
     (new_ms, (loss, metrics, grads)), _ = jax.lax.scan(body, (model_state, zeros), (jnp.arange(n), chunks))
     loss, metrics, grads = jax.tree.map(lambda a: a / n, (loss, metrics, grads))
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
@@ -348,13 +335,12 @@ def _branches_loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, n
     def total(p):
         ms, losses, metrics = model_state, [], []
         for i in range(n):
-            piece = jax.tree.map(lambda x: x[i * m:(i + 1) * m], batch)
+            piece = jax.tree.map(lambda x: x[i * m : (i + 1) * m], batch)
             loss, out = _call_loss(loss_fn, p, ms, piece, jax.random.fold_in(key, i))
             ms = out.model_state
             losses.append(loss.astype(jnp.result_type(loss.dtype, jnp.float32)))
             metrics.append(dict(out.metrics))
-        mean = jax.tree.map(lambda *v: sum(a.astype(jnp.result_type(a.dtype, jnp.float32)) for a in v) / n,
-                            *metrics)
+        mean = jax.tree.map(lambda *v: sum(a.astype(jnp.result_type(a.dtype, jnp.float32)) for a in v) / n, *metrics)
         return sum(losses) / n, (mean, ms)
 
     (loss, (metrics, new_ms)), grads = jax.value_and_grad(total, has_aux=True)(params)
@@ -367,17 +353,16 @@ def _train_body(
     state: TrainState,
     batch: Any,
     key: PRNGKey,
-    axis_name: Optional[str] = None,
+    axis_name: str | None = None,
     check_updates: bool = False,
-    microbatch: Optional[int] = None,
+    microbatch: int | None = None,
     microbatch_mode: str = "scan",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     loss, metrics, new_model_state, grads = _loss_and_grads(
-        loss_fn, state.params, state.model_state, batch, key, microbatch, microbatch_mode)
+        loss_fn, state.params, state.model_state, batch, key, microbatch, microbatch_mode
+    )
     if axis_name is not None:
-        grads, loss, metrics, new_model_state = _pmean_floats(
-            (grads, loss, metrics, new_model_state), axis_name
-        )
+        grads, loss, metrics, new_model_state = _pmean_floats((grads, loss, metrics, new_model_state), axis_name)
     grad_norm = optax.tree.norm(grads)
     # The gate is decided before the update, so the update runs (fused, in place) inside one branch
     # of a conditional and a skipped step costs nothing; an element-wise select over params and
@@ -415,7 +400,7 @@ def _data_axis(mesh: Mesh) -> str:
     return mesh.axis_names[0]
 
 
-def _mesh_check(mesh: Optional[Mesh]) -> Optional[Callable[[Any], None]]:
+def _mesh_check(mesh: Mesh | None) -> Callable[[Any], None] | None:
     if mesh is None:
         return None
     axis = _data_axis(mesh)
@@ -433,12 +418,12 @@ def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
-    mesh: Optional[Mesh] = None,
+    mesh: Mesh | None = None,
     donate: bool = True,
     jit: bool = True,
     check_updates: bool = False,
-    compiler_options: Optional[Mapping[str, Any]] = None,
-    microbatch: Optional[int] = None,
+    compiler_options: Mapping[str, Any] | None = None,
+    microbatch: int | None = None,
     microbatch_mode: str = "scan",
 ) -> StepFunction:
     """Build ``step(state, batch) -> (state, metrics)``.
@@ -499,13 +484,23 @@ def make_train_step(
 
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
-        return _train_body(loss_fn, optimizer, state, batch, key, check_updates=check_updates,
-                           microbatch=microbatch, microbatch_mode=microbatch_mode)
+        return _train_body(
+            loss_fn,
+            optimizer,
+            state,
+            batch,
+            key,
+            check_updates=check_updates,
+            microbatch=microbatch,
+            microbatch_mode=microbatch_mode,
+        )
 
     first_check = _mesh_check(mesh)
     if jit:
-        kw: dict[str, Any] = {"donate_argnums": (0,) if donate else (),
-                              "compiler_options": _compiler_options(compiler_options)}
+        kw: dict[str, Any] = {
+            "donate_argnums": (0,) if donate else (),
+            "compiler_options": _compiler_options(compiler_options),
+        }
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data), out_shardings=(rep, rep))
@@ -518,9 +513,9 @@ def make_train_step(
 def make_eval_step(
     eval_fn: EvalFn,
     *,
-    mesh: Optional[Mesh] = None,
+    mesh: Mesh | None = None,
     jit: bool = True,
-    compiler_options: Optional[Mapping[str, Any]] = None,
+    compiler_options: Mapping[str, Any] | None = None,
 ) -> StepFunction:
     """Build ``eval_step(state, batch, key) -> dict[str, Array[B]]`` (per-example values).
 
@@ -543,15 +538,12 @@ def make_eval_step(
     def step(state: TrainState, batch: Any, key: PRNGKey):
         out = eval_fn(state.params, state.model_state, batch, key)
         if not isinstance(out, dict):
-            raise ValueError(
-                f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}."
-            )
+            raise ValueError(f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}.")
         b = jax.tree.leaves(batch)[0].shape[0]
         for name, v in out.items():
             if jnp.shape(v) != (b,):
                 raise ValueError(
-                    f"`eval_fn` output {name!r} must be per-example with shape ({b},); "
-                    f"got {jnp.shape(v)}."
+                    f"`eval_fn` output {name!r} must be per-example with shape ({b},); got {jnp.shape(v)}."
                 )
         return out
 
@@ -573,7 +565,7 @@ def make_pmap_train_step(
     *,
     axis_name: str = "batch",
     donate: bool = True,
-    devices: Optional[list] = None,
+    devices: list | None = None,
     check_updates: bool = False,
 ) -> StepFunction:
     """Build the ``jax.pmap`` form: ``step(replicated_state, batch[n_dev, b, ...])``.
@@ -607,14 +599,10 @@ def make_pmap_train_step(
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        return _train_body(
-            loss_fn, optimizer, state, batch, key, axis_name=axis_name, check_updates=check_updates
-        )
+        return _train_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name, check_updates=check_updates)
 
     n_dev = len(devices) if devices is not None else jax.local_device_count()
-    transform = functools.partial(
-        jax.pmap, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices
-    )
+    transform = functools.partial(jax.pmap, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices)
 
     def check_leading(batch):
         for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
@@ -630,9 +618,7 @@ def make_pmap_train_step(
     return StepFunction(step, transform, "pmap_train_step", 1, check_leading)
 
 
-def replicate_for_pmap(
-    tree: PyTree, devices: Optional[list] = None, *, axis_name: str = "batch"
-) -> PyTree:
+def replicate_for_pmap(tree: PyTree, devices: list | None = None, *, axis_name: str = "batch") -> PyTree:
     """Copy ``tree`` onto each local device, stacked on a new leading axis (the pmap layout).
 
     Pass the step's ``axis_name``: the result is laid out exactly like the step's outputs (a

@@ -81,7 +81,10 @@ def test_resume_is_bitwise_exact(stop, drop_remainder):
 @pytest.mark.parametrize("process_count", [2, 4])
 def test_processes_split_the_global_batch(process_count):
     global_it = BatchIterator(make_arrays(), 16, seed=2)
-    locals_ = [BatchIterator(make_arrays(), 16, seed=2, process_index=p, process_count=process_count) for p in range(process_count)]
+    locals_ = [
+        BatchIterator(make_arrays(), 16, seed=2, process_index=p, process_count=process_count)
+        for p in range(process_count)
+    ]
     for _ in range(15):  # crosses an epoch boundary (6 steps per epoch)
         g = next(global_it)
         parts = [next(it) for it in locals_]

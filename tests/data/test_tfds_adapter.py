@@ -50,7 +50,10 @@ def tiny(tmp_path_factory):
             return tfds.core.DatasetInfo(builder=self, features=features)
 
         def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(0, N_TRAIN), "test": self._generate_examples(N_TRAIN, N_TRAIN + N_TEST)}
+            return {
+                "train": self._generate_examples(0, N_TRAIN),
+                "test": self._generate_examples(N_TRAIN, N_TRAIN + N_TEST),
+            }
 
         def _generate_examples(self, lo, hi):
             for i in range(lo, hi):  # images go in as PNG bytes: tfds would call tf.image.encode_png on arrays

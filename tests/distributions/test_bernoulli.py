@@ -74,7 +74,13 @@ def test_shapes(batch_shape, sample_shape, key):
     expected = (sample_shape if isinstance(sample_shape, tuple) else (sample_shape,)) + batch_shape
     # eval_shape: shapes and dtypes without compiling anything.
     s, lp, *moments = jax.eval_shape(
-        lambda: (d.sample(key, sample_shape), d.log_prob(d.sample(key, sample_shape)), d.mean(), d.variance(), d.entropy())
+        lambda: (
+            d.sample(key, sample_shape),
+            d.log_prob(d.sample(key, sample_shape)),
+            d.mean(),
+            d.variance(),
+            d.entropy(),
+        )
     )
     chex.assert_shape([s, lp], expected)
     chex.assert_shape(moments, batch_shape)

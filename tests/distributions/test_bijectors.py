@@ -125,8 +125,9 @@ def test_check_grads_x64(name):
 def test_box_parameters_differentiable_and_jit(variant):
     u = jnp.ones((2, 3))
     f = variant(lambda b, u: jnp.sum(b.forward(u)) + jnp.sum(b.forward_log_det_jacobian(u)))
-    np.testing.assert_allclose(f(_box(), u), jnp.sum(_box().forward(u)) + jnp.sum(_box().forward_log_det_jacobian(u)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        f(_box(), u), jnp.sum(_box().forward(u)) + jnp.sum(_box().forward_log_det_jacobian(u)), rtol=1e-6
+    )
     g = jax.grad(lambda b: jnp.sum(b.forward_log_det_jacobian(u)))(_box())
     np.testing.assert_allclose(g.high, 2.0 / (_box().high - _box().low), rtol=1e-6)
 

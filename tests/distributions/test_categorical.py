@@ -37,8 +37,10 @@ def test_extreme_logits_finite_and_exact():
 
     def total(lg):
         d = Categorical(lg)
-        return jnp.sum(d.log_prob(jnp.array([1, 0]))) + jnp.sum(d.entropy()) + jnp.sum(
-            kl_categorical_categorical(d, q) + kl_categorical_categorical(q, d)
+        return (
+            jnp.sum(d.log_prob(jnp.array([1, 0])))
+            + jnp.sum(d.entropy())
+            + jnp.sum(kl_categorical_categorical(d, q) + kl_categorical_categorical(q, d))
         )
 
     chex.assert_tree_all_finite(total(jnp.asarray(logits)))

@@ -37,12 +37,26 @@ def test_shapes(key, batch, sample_shape):
 
     def shapes(q, key):
         x = q.sample(key, sample_shape)
-        return (x, q.log_prob(x), q.mean(), q.variance(), q.weights(), q.sample_per_component(key, 5),
-                q.expectation(key, q.log_prob, 5))
+        return (
+            x,
+            q.log_prob(x),
+            q.mean(),
+            q.variance(),
+            q.weights(),
+            q.sample_per_component(key, 5),
+            q.expectation(key, q.log_prob, 5),
+        )
 
     got = [a.shape for a in jax.eval_shape(shapes, q, key)]
-    assert got == [sample_shape + batch + (2,), sample_shape + batch, batch + (2,), batch + (2,), batch + (3,),
-                   (5, 3) + batch + (2,), batch]
+    assert got == [
+        sample_shape + batch + (2,),
+        sample_shape + batch,
+        batch + (2,),
+        batch + (2,),
+        batch + (3,),
+        (5, 3) + batch + (2,),
+        batch,
+    ]
 
 
 def test_broadcast_parameters(key):
@@ -176,9 +190,7 @@ def test_vmap_equals_loop(key):
 
 def test_sample_pathwise_gradient_finite(key):
     logits, loc, scale = _params(key)
-    g = jax.grad(lambda mu, s: jnp.sum(MixtureNormal(logits, mu, s).sample(key, (8,)) ** 2), argnums=(0, 1))(
-        loc, scale
-    )
+    g = jax.grad(lambda mu, s: jnp.sum(MixtureNormal(logits, mu, s).sample(key, (8,)) ** 2), argnums=(0, 1))(loc, scale)
     assert all(np.all(np.isfinite(a)) for a in g)
 
 

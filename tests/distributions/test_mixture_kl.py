@@ -60,13 +60,17 @@ def _exact_kl_1d(q, p):
 
 
 def _q1d():
-    return MixtureNormal(jnp.array([0.4, -0.3, 0.1]), jnp.array([[-1.5], [0.3], [2.0]]), jnp.array([[0.5], [1.2], [0.7]]))
+    return MixtureNormal(
+        jnp.array([0.4, -0.3, 0.1]), jnp.array([[-1.5], [0.3], [2.0]]), jnp.array([[0.5], [1.2], [0.7]])
+    )
 
 
 def _p1d(kind):
     if kind == "normal":
         return Normal(jnp.array([0.2]), jnp.array([1.4]))
-    return MixtureNormal(jnp.array([0.0, 0.5, -0.2]), jnp.array([[-1.0], [1.0], [2.5]]), jnp.array([[0.8], [0.9], [1.1]]))
+    return MixtureNormal(
+        jnp.array([0.0, 0.5, -0.2]), jnp.array([[-1.0], [1.0], [2.5]]), jnp.array([[0.8], [0.9], [1.1]])
+    )
 
 
 # ------------------------------------------------------------------------ exact identities
@@ -233,7 +237,9 @@ def test_population_kl_equal_sigma_and_moment_matching(key):
     prior = Normal(jnp.zeros(4), jnp.ones(4))
     np.testing.assert_allclose(with_var, mk.kl_moment_matched(agg, prior), rtol=1e-5)
     mm = agg.moment_matched()
-    np.testing.assert_allclose(with_var, jnp.sum(kl_normal_normal(mm, Normal(0.0 * mm.loc, 1.0 + 0.0 * mm.loc)), -1), rtol=1e-5)
+    np.testing.assert_allclose(
+        with_var, jnp.sum(kl_normal_normal(mm, Normal(0.0 * mm.loc, 1.0 + 0.0 * mm.loc)), -1), rtol=1e-5
+    )
 
 
 @pytest.mark.statistical
@@ -241,8 +247,12 @@ def test_population_kl_with_variance_is_a_lower_bound(key):
     loc = jax.random.normal(key, (12, 3))
     log_var = 0.5 * jax.random.normal(jax.random.key(2), (12, 3)) - 1.0
     agg = MixtureNormal(jnp.zeros(12), loc, jnp.exp(0.5 * log_var))
-    ref = jax.jit(mk.kl_mc_stratified, static_argnums=3)(jax.random.key(3), agg, Normal(jnp.zeros(3), jnp.ones(3)), 5000)
-    assert float(mk.population_kl(loc, log_var, include_variance=True)) <= float(ref.estimate) + stats.Z * float(ref.stderr)
+    ref = jax.jit(mk.kl_mc_stratified, static_argnums=3)(
+        jax.random.key(3), agg, Normal(jnp.zeros(3), jnp.ones(3)), 5000
+    )
+    assert float(mk.population_kl(loc, log_var, include_variance=True)) <= float(ref.estimate) + stats.Z * float(
+        ref.stderr
+    )
 
 
 def test_population_kl_errors():
@@ -264,11 +274,13 @@ def test_check_grads_x64(name):
         p = _mix(jax.random.key(32), c=2, d=2, dtype=jnp.float64)
 
         if name == "population":
+
             def f(loc, log_var):
                 return mk.population_kl(loc, log_var, include_variance=True)
 
             args = (q.loc, 2.0 * jnp.log(q.scale))  # B = 3, D = 2
         else:
+
             def f(lg, mu, log_s):
                 return CLOSED[name](MixtureNormal(lg, mu, jnp.exp(log_s)), p)
 

@@ -65,9 +65,7 @@ def test_closed_form_moments_and_entropy():
     )
 
 
-@pytest.mark.parametrize(
-    "q, p", [((0.0, 1.0), (0.0, 1.0)), ((0.3, 0.5), (-1.0, 2.0)), ((2.0, 3.0), (1.5, 0.4))]
-)
+@pytest.mark.parametrize("q, p", [((0.0, 1.0), (0.0, 1.0)), ((0.3, 0.5), (-1.0, 2.0)), ((2.0, 3.0), (1.5, 0.4))])
 def test_kl_matches_quadrature(q, p):
     integrand = lambda x: sps.norm.pdf(x, *q) * (sps.norm.logpdf(x, *q) - sps.norm.logpdf(x, *p))  # noqa: E731
     want = integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-13, epsrel=1e-12)[0]
@@ -106,9 +104,7 @@ def test_kl_large_sample_mc_value_and_gradient():
     exact = lambda qp: kl_normal_normal(Normal(qp[0], qp[1]), p)  # noqa: E731
     vals, grads = np.asarray(vals, np.float64), np.asarray(grads, np.float64)
     stats.assert_close_clt(vals.mean(), exact(q_par), vals.std(ddof=1) / np.sqrt(n), what="MC KL")
-    stats.assert_close_clt(
-        grads.mean(0), jax.grad(exact)(q_par), grads.std(0, ddof=1) / np.sqrt(n), what="MC KL grad"
-    )
+    stats.assert_close_clt(grads.mean(0), jax.grad(exact)(q_par), grads.std(0, ddof=1) / np.sqrt(n), what="MC KL grad")
 
 
 def test_check_grads_x64():

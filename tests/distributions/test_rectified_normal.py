@@ -143,8 +143,12 @@ def test_kl_tends_to_gaussian_kl_for_large_loc():
         np.testing.assert_allclose(got, want, rtol=1e-12)
         # ... and the gap shrinks monotonically as loc_q grows.
         gaps = [
-            abs(float(kl_rectified_rectified(RectifiedNormal(m, 1.0), RectifiedNormal(m - 0.5, 1.2))
-                - kl_normal_normal(Normal(m, 1.0), Normal(m - 0.5, 1.2))))
+            abs(
+                float(
+                    kl_rectified_rectified(RectifiedNormal(m, 1.0), RectifiedNormal(m - 0.5, 1.2))
+                    - kl_normal_normal(Normal(m, 1.0), Normal(m - 0.5, 1.2))
+                )
+            )
             for m in (0.0, 1.0, 2.0, 3.0, 4.0)
         ]
         assert all(g1 > g2 for g1, g2 in zip(gaps, gaps[1:])), gaps
@@ -248,11 +252,19 @@ def test_jit_and_vmap_agree_with_eager(key):
     p = _rn([0.0, 0.5, 1.0], [1.5, 1.0, 0.4])
     eager = (d.sample(key, 3), d.entropy(), d.variance(), kl_rectified_rectified(d, p), kl_rectified_mc(key, d, p, 8))
     jitted = jax.jit(
-        lambda d, p, k: (d.sample(k, 3), d.entropy(), d.variance(), kl_rectified_rectified(d, p), kl_rectified_mc(k, d, p, 8))
+        lambda d, p, k: (
+            d.sample(k, 3),
+            d.entropy(),
+            d.variance(),
+            kl_rectified_rectified(d, p),
+            kl_rectified_mc(k, d, p, 8),
+        )
     )(d, p, key)
     chex.assert_trees_all_close(eager, jitted, rtol=1e-6, atol=1e-7)
     z = eager[0]
-    vm = jax.vmap(lambda loc, sc, z: RectifiedNormal(loc, sc).log_prob(z), in_axes=(0, 0, 1), out_axes=1)(d.loc, d.scale, z)
+    vm = jax.vmap(lambda loc, sc, z: RectifiedNormal(loc, sc).log_prob(z), in_axes=(0, 0, 1), out_axes=1)(
+        d.loc, d.scale, z
+    )
     np.testing.assert_allclose(vm, d.log_prob(z), rtol=1e-6)
 
 

@@ -21,8 +21,11 @@ def _gpu_run(seeds, m2, un):
     cfg["run"].update(seeds=list(seeds), device_data=True, checkpoint_every=600)
 
     def variant(ces):
-        return {"per_seed": [{"seed": s, "data_seed": s, "ce_59": c, "ce_59_authors": c} for s, c in zip(seeds, ces)],
-                "steps_done": 600, "time_limited": False}
+        return {
+            "per_seed": [{"seed": s, "data_seed": s, "ce_59": c, "ce_59_authors": c} for s, c in zip(seeds, ces)],
+            "steps_done": 600,
+            "time_limited": False,
+        }
 
     return {"config": cfg, "variants": {"M2": variant(m2), "untapped": variant(un)}}
 

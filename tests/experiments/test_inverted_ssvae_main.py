@@ -73,8 +73,12 @@ def test_multi_seed_step_equals_the_engine_step_run_per_seed():
     opt = make_optimizer(OptimizerConfig(learning_rate=1e-2, eps=1e-4, clip_value=1.0))
     loss_fn = m.make_loss_fn(cfg)
     rng = np.random.default_rng(0)
-    batch = {"x_l": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_l": np.arange(4, dtype=np.int32),
-             "x_u": (rng.random((4, 12)) < 0.5).astype(np.float32), "y_u": m.corner_labels()[:4]}
+    batch = {
+        "x_l": (rng.random((4, 12)) < 0.5).astype(np.float32),
+        "y_l": np.arange(4, dtype=np.int32),
+        "x_u": (rng.random((4, 12)) < 0.5).astype(np.float32),
+        "y_u": m.corner_labels()[:4],
+    }
     multi = E.make_multi_seed_step(loss_fn, opt)
     shared = E.init_multi_seed_state(cfg, opt, (3, 4))
     for _ in range(2):
@@ -95,8 +99,11 @@ def test_multi_seed_step_equals_the_engine_step_run_per_seed():
 
 
 def test_stream_iterator_yields_three_streams_and_resumes():
-    data = {"labeled": {"x_l": np.zeros((50, 784), np.float32), "y_l": np.arange(50, dtype=np.int32) % 5},
-            "unlabeled": {"x_u": np.ones((40, 784), np.float32)}, "corners": m.corner_labels()}
+    data = {
+        "labeled": {"x_l": np.zeros((50, 784), np.float32), "y_l": np.arange(50, dtype=np.int32) % 5},
+        "unlabeled": {"x_u": np.ones((40, 784), np.float32)},
+        "corners": m.corner_labels(),
+    }
     dc = E.DataConfig(batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15)
     it = E.StreamIterator(data, dc, with_unfeatured=True, tau_schedule=lambda t: 1.0 / (1 + t))
     b = next(it)
@@ -112,12 +119,30 @@ def test_stream_iterator_yields_three_streams_and_resumes():
 
 
 def test_configs_load_and_bad_override_is_rejected(tmp_path):
-    for name in ("untapped", "m2_100", "smoke", "untapped_full", "untapped_full_codeweights",
-                 "untapped_full_codeinit", "untapped_full_codefull", "untapped_codefull_cpu"):
+    for name in (
+        "untapped",
+        "m2_100",
+        "smoke",
+        "untapped_full",
+        "untapped_full_codeweights",
+        "untapped_full_codeinit",
+        "untapped_full_codefull",
+        "untapped_codefull_cpu",
+    ):
         cfg = _cli.load_config(os.path.join(CONFIGS, f"{name}.py"))
         assert isinstance(cfg, E.ExperimentConfig)
-    cfg, wd = _cli.parse(["--config", os.path.join(CONFIGS, "untapped.py"), "--workdir", str(tmp_path),
-                          "--set", "run.num_steps=7", "--set", "model.reverse=z_sampled"])
+    cfg, wd = _cli.parse(
+        [
+            "--config",
+            os.path.join(CONFIGS, "untapped.py"),
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "run.num_steps=7",
+            "--set",
+            "model.reverse=z_sampled",
+        ]
+    )
     assert cfg.run.num_steps == 7 and cfg.model.reverse == "z_sampled"
     code = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeweights.py")).model
     assert (code.weight_fl, code.weight_fu, code.weight_ru, code.alpha_fd, code.alpha_rd) == (0.1, 0.1, 0.1, 1.0, 0.01)
@@ -125,8 +150,9 @@ def test_configs_load_and_bad_override_is_rejected(tmp_path):
     init = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).model
     assert init == dataclasses.replace(code, init_std=0.001)
     full = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codefull.py"))
-    assert full.model == dataclasses.replace(init, z_scale_param="softplus_std", z_low=-6.0, z_high=6.0,
-                                             reverse_z_low=-1.5, reverse_z_high=1.5)
+    assert full.model == dataclasses.replace(
+        init, z_scale_param="softplus_std", z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5
+    )
     init_data = _cli.load_config(os.path.join(CONFIGS, "untapped_full_codeinit.py")).data
     assert full.data == dataclasses.replace(init_data, pixels="grey", unfeatured_z="fixed")
     cpu = _cli.load_config(os.path.join(CONFIGS, "untapped_codefull_cpu.py"))
@@ -165,8 +191,9 @@ def _hash(tree):
 
 
 def _small_data_cfg(task="untapped", **kw):
-    base = dict(task=task, num_unlabeled=50, batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15,
-                labeled_per_class=2)
+    base = dict(
+        task=task, num_unlabeled=50, batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15, labeled_per_class=2
+    )
     return E.DataConfig(**{**base, **kw})
 
 
@@ -204,8 +231,7 @@ def test_grey_pixels_are_the_unrounded_images_in_unit_interval(task):
     assert np.mean((grey["eval_x"] > 0) & (grey["eval_x"] < 1)) > 0.5  # evaluation images are grey too
     np.testing.assert_array_equal(grey["labeled"]["y_l"], binary["labeled"]["y_l"])
     src = np.concatenate([fake.x_train, fake.x_test]) if task == "untapped" else fake.x_train
-    np.testing.assert_allclose(np.sort(grey["labeled"]["x_l"].ravel())[-5:],
-                               np.sort(to_unit_float(src).ravel())[-5:])
+    np.testing.assert_allclose(np.sort(grey["labeled"]["x_l"].ravel())[-5:], np.sort(to_unit_float(src).ravel())[-5:])
 
 
 def test_fixed_unfeatured_set_repeats_the_same_ten_pairs_across_steps_and_batches():
@@ -245,8 +271,13 @@ def test_fixed_unfeatured_set_repeats_the_same_ten_pairs_across_steps_and_batche
         E.StreamIterator(d, dc, with_unfeatured=True)
 
 
-@pytest.mark.parametrize("kw, match", [(dict(pixels="gray"), r"data\.pixels.*binary.*grey"),
-                                       (dict(unfeatured_z="once"), r"data\.unfeatured_z.*fresh.*fixed")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(pixels="gray"), r"data\.pixels.*binary.*grey"),
+        (dict(unfeatured_z="once"), r"data\.unfeatured_z.*fresh.*fixed"),
+    ],
+)
 def test_bad_data_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         E.DataConfig(**kw)
@@ -291,8 +322,9 @@ def test_per_seed_data_gives_each_seed_the_data_of_its_own_data_seed():
     # the stacked iterator: seed i's slice is seed i's own stream (batch order and fixed z's included)
     wide = m.Config(z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
     dcs = [dataclasses.replace(dc, data_seed=E.seed_data_seed(dc, s), per_seed=False) for s in seeds]
-    make = lambda: E.SeedStackedIterator([E.StreamIterator(d, c, with_unfeatured=True, model_cfg=wide)
-                                          for d, c in zip(per, dcs)])
+    make = lambda: E.SeedStackedIterator(
+        [E.StreamIterator(d, c, with_unfeatured=True, model_cfg=wide) for d, c in zip(per, dcs)]
+    )
     it = make()
     first = next(it)
     assert first["x_l"].shape == (3, 8, 784) and first["z_u"].shape == (3, 15, 2)
@@ -313,8 +345,13 @@ def test_per_seed_data_gives_each_seed_the_data_of_its_own_data_seed():
         E.SeedStackedIterator([])
 
 
-@pytest.mark.parametrize("kw, match", [(dict(task="m2_100", per_seed=True), r"per_seed=True.*untapped"),
-                                       (dict(per_seed=1), r"data\.per_seed.*True or False")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(task="m2_100", per_seed=True), r"per_seed=True.*untapped"),
+        (dict(per_seed=1), r"data\.per_seed.*True or False"),
+    ],
+)
 def test_per_seed_option_is_checked(kw, match):
     with pytest.raises(ValueError, match=match):
         E.DataConfig(**kw)
@@ -335,12 +372,15 @@ def _host_and_index_iterators(per_seed):
     seeds = (1, 2)
     datas = E.build_seed_data(dc, seeds, mnist=fake)
     dcs = [dataclasses.replace(dc, data_seed=E.seed_data_seed(dc, s), per_seed=False) for s in seeds]
-    cfg = m.Config(hidden_y=(8,), hidden_z=(4,), hidden_x=(8,), z_low=-6.0, z_high=6.0, reverse_z_low=-1.5,
-                   reverse_z_high=1.5)
+    cfg = m.Config(
+        hidden_y=(8,), hidden_z=(4,), hidden_x=(8,), z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5
+    )
 
     def iterator(index):
-        its = [E.StreamIterator(E.index_data(d) if index else d, c, with_unfeatured=True, model_cfg=cfg)
-               for d, c in zip(datas, dcs)]
+        its = [
+            E.StreamIterator(E.index_data(d) if index else d, c, with_unfeatured=True, model_cfg=cfg)
+            for d, c in zip(datas, dcs)
+        ]
         return E.SeedStackedIterator(its) if per_seed else its[0]
 
     return cfg, seeds, E.device_tables(datas, per_seed), iterator(False), iterator(True)
@@ -379,8 +419,22 @@ def test_device_data_step_trains_as_the_host_batch_step(per_seed):
 
 @pytest.mark.slow
 def test_smoke_run_with_per_seed_data_on_the_device(tmp_path):
-    E.main(["--config", os.path.join(CONFIGS, "smoke.py"), "--workdir", str(tmp_path), "--set", "data.per_seed=True",
-            "--set", "data.data_seed=100", "--set", "run.device_data=True", "--set", "data.unfeatured_z=fixed"])
+    E.main(
+        [
+            "--config",
+            os.path.join(CONFIGS, "smoke.py"),
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "data.per_seed=True",
+            "--set",
+            "data.data_seed=100",
+            "--set",
+            "run.device_data=True",
+            "--set",
+            "data.unfeatured_z=fixed",
+        ]
+    )
     res = json.load(open(tmp_path / "results.json"))
     for v in res["variants"].values():
         assert [(p["seed"], p["data_seed"]) for p in v["per_seed"]] == [(0, 100), (1, 101)]

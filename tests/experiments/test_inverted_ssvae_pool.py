@@ -10,13 +10,18 @@ from experiments.inverted_ssvae import pool as P
 
 
 def _run(seeds, ce_m2, ce_un, **run_over):
-    cfg = {"data": {"task": "untapped", "batch_labeled": 10000, "data_seed": 0}, "model": {"reverse": "z_observed"},
-           "run": {"num_steps": 600, "seeds": list(seeds), "time_limit_s": 4500.0, "log_every": 25}}
+    cfg = {
+        "data": {"task": "untapped", "batch_labeled": 10000, "data_seed": 0},
+        "model": {"reverse": "z_observed"},
+        "run": {"num_steps": 600, "seeds": list(seeds), "time_limit_s": 4500.0, "log_every": 25},
+    }
     cfg["run"].update(run_over)
 
     def variant(ces):
-        rows = [{"seed": s, "ce_59": c, "ce_59_authors": c + 1e-4, "acc_59": 0.5, "dim_to_digit": {}}
-                for s, c in zip(seeds, ces)]
+        rows = [
+            {"seed": s, "ce_59": c, "ce_59_authors": c + 1e-4, "acc_59": 0.5, "dim_to_digit": {}}
+            for s, c in zip(seeds, ces)
+        ]
         return {"per_seed": rows, "steps_done": 600, "time_limited": False}
 
     return {"config": cfg, "variants": {"M2": variant(ce_m2), "untapped": variant(ce_un)}}
@@ -25,8 +30,10 @@ def _run(seeds, ce_m2, ce_un, **run_over):
 def test_pools_disjoint_seed_groups_with_paired_statistics():
     m2 = [2.0, 2.3, 1.9, 2.2, 2.1]
     un = [1.8, 2.35, 1.7, 2.0, 2.15]
-    runs = [_run((0, 1, 2), m2[:3], un[:3]),
-            _run((3, 4), m2[3:], un[3:], time_limit_s=9000.0, log_every=50, device_data=True)]
+    runs = [
+        _run((0, 1, 2), m2[:3], un[:3]),
+        _run((3, 4), m2[3:], un[3:], time_limit_s=9000.0, log_every=50, device_data=True),
+    ]
     out = P.pool(runs, ["a", "b"])
     assert out["seeds"] == [0, 1, 2, 3, 4]
     d = np.array(un) - np.array(m2)
@@ -48,13 +55,16 @@ def test_pairing_is_by_seed_not_by_position():
     assert c["paired"]["mean"] == pytest.approx(-0.1) and c["paired"]["untapped_better"] == 3
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda r: r["config"]["data"].update(batch_labeled=500), "data.batch_labeled"),
-    (lambda r: r["config"]["run"].update(num_steps=200), "run.num_steps"),
-    (lambda r: r["variants"].pop("M2"), "no 'M2' variant"),
-    (lambda r: r["variants"]["untapped"].update(time_limited=True, steps_done=400), "stopped at step 400"),
-    (lambda r: r["config"]["data"].update(task="m2_100"), "only 'untapped'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda r: r["config"]["data"].update(batch_labeled=500), "data.batch_labeled"),
+        (lambda r: r["config"]["run"].update(num_steps=200), "run.num_steps"),
+        (lambda r: r["variants"].pop("M2"), "no 'M2' variant"),
+        (lambda r: r["variants"]["untapped"].update(time_limited=True, steps_done=400), "stopped at step 400"),
+        (lambda r: r["config"]["data"].update(task="m2_100"), "only 'untapped'"),
+    ],
+)
 def test_refuses_runs_that_do_not_pool(bad, match):
     b = _run((3, 4), [2.0, 2.1], [1.9, 2.0])
     bad(b)
@@ -86,14 +96,17 @@ def test_compare_refuses_an_empty_side_instead_of_returning_nan():
         E.compare_ce([], [{"seed": 0, "ce_59": 2.0}])
 
 
-@pytest.mark.parametrize("d, p_flip, p_sign", [
-    # sums of (+-3, +-1, +-1): {5, 3, 3, 1, -1, -3, -3, -5}; T = -3 -> 3 of 8 at or below; 2 of 3 negative
-    ([-3.0, -1.0, 1.0], 3 / 8, 4 / 8),
-    ([-0.2, -0.1, -0.3], 1 / 8, 1 / 8),   # every seed below: only the observed pattern
-    ([0.2, 0.1, 0.3], 8 / 8, 1.0),        # every seed above: every pattern is at or below
-    # sums of (+-1, +-2, +-4, +-8) are the odd numbers -15..15; T = 1 -> 9 of 16; 3 of 4 below -> 5 of 16
-    ([-1.0, -2.0, -4.0, 8.0], 9 / 16, 5 / 16),  # most seeds below, yet the sum is positive
-])
+@pytest.mark.parametrize(
+    "d, p_flip, p_sign",
+    [
+        # sums of (+-3, +-1, +-1): {5, 3, 3, 1, -1, -3, -3, -5}; T = -3 -> 3 of 8 at or below; 2 of 3 negative
+        ([-3.0, -1.0, 1.0], 3 / 8, 4 / 8),
+        ([-0.2, -0.1, -0.3], 1 / 8, 1 / 8),  # every seed below: only the observed pattern
+        ([0.2, 0.1, 0.3], 8 / 8, 1.0),  # every seed above: every pattern is at or below
+        # sums of (+-1, +-2, +-4, +-8) are the odd numbers -15..15; T = 1 -> 9 of 16; 3 of 4 below -> 5 of 16
+        ([-1.0, -2.0, -4.0, 8.0], 9 / 16, 5 / 16),  # most seeds below, yet the sum is positive
+    ],
+)
 def test_paired_p_values_match_hand_enumeration(d, p_flip, p_sign):
     p = E.paired_p_values(d)
     assert p["p_sign_flip"] == pytest.approx(p_flip) and p["p_sign_flip_exact"]
@@ -119,8 +132,9 @@ def test_paired_p_values_refuse_nan_and_empty():
 
 
 def test_compare_ce_carries_the_p_values():
-    c = E.compare_ce([{"seed": 0, "ce_59": 1.0}, {"seed": 1, "ce_59": 1.5}],
-                     [{"seed": 0, "ce_59": 2.0}, {"seed": 1, "ce_59": 2.0}])
+    c = E.compare_ce(
+        [{"seed": 0, "ce_59": 1.0}, {"seed": 1, "ce_59": 1.5}], [{"seed": 0, "ce_59": 2.0}, {"seed": 1, "ce_59": 2.0}]
+    )
     assert c["paired"]["p_sign_flip"] == pytest.approx(1 / 4) and c["paired"]["p_sign_test"] == pytest.approx(1 / 4)
 
 

@@ -41,16 +41,42 @@ def test_ablation_configs_differ_from_default_only_where_named():
 
 
 def test_cli_override_and_unknown_field(tmp_path, capsys):
-    cfg, workdir = _cli.parse(["--config", os.path.join(CONFIG_DIR, "default.py"), "--workdir", str(tmp_path),
-                               "--set", "model.posterior=mean_field", "--set", "epochs=3"])
+    cfg, workdir = _cli.parse(
+        [
+            "--config",
+            os.path.join(CONFIG_DIR, "default.py"),
+            "--workdir",
+            str(tmp_path),
+            "--set",
+            "model.posterior=mean_field",
+            "--set",
+            "epochs=3",
+        ]
+    )
     assert cfg.model.posterior == "mean_field" and cfg.epochs == 3 and workdir == str(tmp_path)
     with pytest.raises(SystemExit):
-        _cli.parse(["--config", os.path.join(CONFIG_DIR, "default.py"), "--workdir", str(tmp_path),
-                    "--set", "model.no_such_field=1"])
+        _cli.parse(
+            [
+                "--config",
+                os.path.join(CONFIG_DIR, "default.py"),
+                "--workdir",
+                str(tmp_path),
+                "--set",
+                "model.no_such_field=1",
+            ]
+        )
     assert "no_such_field" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the model Config's own validation runs on the override
-        _cli.parse(["--config", os.path.join(CONFIG_DIR, "default.py"), "--workdir", str(tmp_path),
-                    "--set", "model.posterior=ladder"])
+        _cli.parse(
+            [
+                "--config",
+                os.path.join(CONFIG_DIR, "default.py"),
+                "--workdir",
+                str(tmp_path),
+                "--set",
+                "model.posterior=ladder",
+            ]
+        )
     assert "`posterior` must be one of" in capsys.readouterr().err
 
 

@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import os
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 
@@ -90,7 +90,12 @@ def test_default_config_is_the_baseline():
     cfg = _cli.load_config(DEFAULT)
     m = cfg.model
     assert (m.arch, m.hidden, m.latent_dim, m.likelihood, cfg.data.binarization) == (
-        "mlp", (500, 500), 50, "bernoulli", "dynamic")
+        "mlp",
+        (500, 500),
+        50,
+        "bernoulli",
+        "dynamic",
+    )
     assert m.activation in ("tanh", "relu")
 
 
@@ -102,7 +107,7 @@ class Inner:
     flag: bool = False
     name: str = "a"
     widths: tuple[int, ...] = (3, 4)
-    clip: Optional[float] = None
+    clip: float | None = None
     mode: Literal["x", "y"] = "x"
 
     def __post_init__(self):
@@ -118,11 +123,20 @@ class Outer:
 
 @pytest.mark.parametrize(
     "override, field, value",
-    [("inner.n=10_000", "n", 10000), ("inner.n=1e3", "n", 1000), ("inner.lr=3e-4", "lr", 3e-4),
-     ("inner.flag=true", "flag", True), ("inner.flag=0", "flag", False), ("inner.name=b=c", "name", "b=c"),
-     ("inner.widths=500,500", "widths", (500, 500)), ("inner.widths=(1, 2, 3)", "widths", (1, 2, 3)),
-     ("inner.widths=()", "widths", ()), ("inner.clip=none", "clip", None), ("inner.clip=1.5", "clip", 1.5),
-     ("inner.mode=y", "mode", "y")],
+    [
+        ("inner.n=10_000", "n", 10000),
+        ("inner.n=1e3", "n", 1000),
+        ("inner.lr=3e-4", "lr", 3e-4),
+        ("inner.flag=true", "flag", True),
+        ("inner.flag=0", "flag", False),
+        ("inner.name=b=c", "name", "b=c"),
+        ("inner.widths=500,500", "widths", (500, 500)),
+        ("inner.widths=(1, 2, 3)", "widths", (1, 2, 3)),
+        ("inner.widths=()", "widths", ()),
+        ("inner.clip=none", "clip", None),
+        ("inner.clip=1.5", "clip", 1.5),
+        ("inner.mode=y", "mode", "y"),
+    ],
 )
 def test_overrides_parse_by_field_type(override, field, value):
     out = _cli.apply_overrides(Outer(), [override])
@@ -132,9 +146,16 @@ def test_overrides_parse_by_field_type(override, field, value):
 
 @pytest.mark.parametrize(
     "override, match",
-    [("inner.m=1", r"no field 'm'.*valid fields: n=1, lr=0.1"), ("inner=3", "is a section"),
-     ("seed.x=1", "not a section"), ("inner.mode=z", r"one of \['x', 'y'\]"), ("inner.flag=maybe", "bool"),
-     ("inner.n=1.5", "int"), ("inner.n=-1", "n` must be >= 0"), ("inner.n", "key=value")],
+    [
+        ("inner.m=1", r"no field 'm'.*valid fields: n=1, lr=0.1"),
+        ("inner=3", "is a section"),
+        ("seed.x=1", "not a section"),
+        ("inner.mode=z", r"one of \['x', 'y'\]"),
+        ("inner.flag=maybe", "bool"),
+        ("inner.n=1.5", "int"),
+        ("inner.n=-1", "n` must be >= 0"),
+        ("inner.n", "key=value"),
+    ],
 )
 def test_bad_overrides(override, match):
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,3 @@
-import dataclasses
 import math
 import os
 import subprocess
@@ -70,8 +69,10 @@ def _reference(log_weight_fn, x, key, num_samples, chunk):
     for i in range(x.shape[0]):
         ki = jax.random.fold_in(key, i)
         lw = np.concatenate(
-            [np.asarray(log_weight_fn(jax.random.fold_in(ki, c), x[i : i + 1], chunk))[:, 0]
-             for c in range(-(-num_samples // chunk))]
+            [
+                np.asarray(log_weight_fn(jax.random.fold_in(ki, c), x[i : i + 1], chunk))[:, 0]
+                for c in range(-(-num_samples // chunk))
+            ]
         )[:num_samples].astype(np.float64)
         out.append(logsumexp(lw) - np.log(num_samples))
     return np.array(out)
@@ -85,12 +86,16 @@ def test_k1_equals_elbo_same_draw():
     key = jax.random.key(7)
     got = iw_log_likelihood(vae.make_log_weight_fn(cfg, params, ms), x, key, num_samples=1, batch_size=4)
     ev = jax.jit(vae.make_eval_fn(cfg))
-    want = [ev(params, ms, {"x": x[i : i + 1]}, jax.random.fold_in(jax.random.fold_in(key, i), 0))["elbo"][0]
-            for i in range(6)]
+    want = [
+        ev(params, ms, {"x": x[i : i + 1]}, jax.random.fold_in(jax.random.fold_in(key, i), 0))["elbo"][0]
+        for i in range(6)
+    ]
     np.testing.assert_allclose(got, np.array(want), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("num_samples,chunk", [(50, 7), (50, 50), (20, 8)], ids=["partial-last-chunk", "one-chunk", "k20c8"])
+@pytest.mark.parametrize(
+    "num_samples,chunk", [(50, 7), (50, 50), (20, 8)], ids=["partial-last-chunk", "one-chunk", "k20c8"]
+)
 def test_chunked_equals_unchunked_reference(lg, num_samples, chunk):
     x = lg.sample_x(5)
     key = jax.random.key(3)
@@ -126,8 +131,9 @@ def test_all_minus_inf_gives_minus_inf():
 def test_independent_of_batch_size_and_padding(lg):
     x = lg.sample_x(7)
     key = jax.random.key(1)
-    runs = [iw_log_likelihood(lg.log_weight_fn, x, key, num_samples=30, sample_chunk=10, batch_size=b)
-            for b in (1, 3, 16)]
+    runs = [
+        iw_log_likelihood(lg.log_weight_fn, x, key, num_samples=30, sample_chunk=10, batch_size=b) for b in (1, 3, 16)
+    ]
     for r in runs[1:]:
         np.testing.assert_allclose(r, runs[0], rtol=1e-6, atol=1e-6)
 
@@ -152,12 +158,18 @@ def test_converges_to_exact_log_likelihood(lg):
     n, k = 100, 5000
     x = lg.sample_x(n, seed=2)
     exact = lg.exact_log_px(x)
-    est = np.asarray(iw_log_likelihood(lg.log_weight_fn, x, jax.random.key(0), num_samples=k, sample_chunk=1000,
-                                       batch_size=20), np.float64)
+    est = np.asarray(
+        iw_log_likelihood(lg.log_weight_fn, x, jax.random.key(0), num_samples=k, sample_chunk=1000, batch_size=20),
+        np.float64,
+    )
     d = est - exact
     # Relative variance of w per example from an independent draw: E[w^2]/E[w]^2 - 1.
-    lw = np.asarray(jax.vmap(lambda kk, xi: lg.log_weight_fn(kk, xi[None], 4000)[:, 0])(
-        jax.random.split(jax.random.key(9), n), jnp.asarray(x)), np.float64)
+    lw = np.asarray(
+        jax.vmap(lambda kk, xi: lg.log_weight_fn(kk, xi[None], 4000)[:, 0])(
+            jax.random.split(jax.random.key(9), n), jnp.asarray(x)
+        ),
+        np.float64,
+    )
     r = np.exp(logsumexp(2 * lw, axis=1) - np.log(lw.shape[1]) - 2 * (logsumexp(lw, axis=1) - np.log(lw.shape[1]))) - 1
     se = np.std(d, ddof=1) / np.sqrt(n)
     # The band is ~0.01 nats here (se ~ sqrt(r/K/n)); the ELBO gap of this q is ~2.7 nats.
@@ -173,9 +185,13 @@ def test_estimate_rises_with_k_and_stays_below_truth(lg):
     x = lg.sample_x(n, seed=3)
     exact = lg.exact_log_px(x)
     ks = (1, 4, 64)
-    est = {k: np.asarray(iw_log_likelihood(lg.log_weight_fn, x, jax.random.key(k), num_samples=k,
-                                           sample_chunk=k, batch_size=250), np.float64)
-           for k in ks}
+    est = {
+        k: np.asarray(
+            iw_log_likelihood(lg.log_weight_fn, x, jax.random.key(k), num_samples=k, sample_chunk=k, batch_size=250),
+            np.float64,
+        )
+        for k in ks
+    }
     for lo, hi in zip(ks[:-1], ks[1:]):
         diff = est[hi] - est[lo]
         se = np.std(diff, ddof=1) / np.sqrt(n)
@@ -195,8 +211,12 @@ def test_mean_and_stderr():
 def test_bad_arguments_raise(lg):
     x = lg.sample_x(3)
     key = jax.random.key(0)
-    for kw, name in [({"num_samples": 0}, "num_samples"), ({"sample_chunk": -1}, "sample_chunk"),
-                     ({"batch_size": 0}, "batch_size"), ({"num_samples": 2.5}, "num_samples")]:
+    for kw, name in [
+        ({"num_samples": 0}, "num_samples"),
+        ({"sample_chunk": -1}, "sample_chunk"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_samples": 2.5}, "num_samples"),
+    ]:
         with pytest.raises(ValueError, match=name):
             iw_log_likelihood(lg.log_weight_fn, x, key, **kw)
     with pytest.raises(ValueError, match="`x`"):
@@ -244,6 +264,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
 def test_sharded_equals_single_device():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    res = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", _SHARDED_SCRIPT], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0 and "SHARDED_OK" in res.stdout, res.stdout[-2000:] + res.stderr[-4000:]

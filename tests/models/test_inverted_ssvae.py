@@ -132,8 +132,16 @@ def test_sampled_z_and_its_density_agree():
         dict(relaxed_y_prior="concrete", temperature=0.3),
         dict(unlabeled="enumerate", z_space="real", z_dim=5),
         dict(unlabeled="enumerate", reverse="none"),
-        dict(weight_fl=0.1, weight_fu=0.1, weight_ru=0.1, alpha_fd=1.0, alpha_rd=0.01, fd_loss="concrete_sample",
-             rd_input="hard_sample", init_std=0.001),
+        dict(
+            weight_fl=0.1,
+            weight_fu=0.1,
+            weight_ru=0.1,
+            alpha_fd=1.0,
+            alpha_rd=0.01,
+            fd_loss="concrete_sample",
+            rd_input="hard_sample",
+            init_std=0.001,
+        ),
     ],
     ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()) or "default",
 )
@@ -141,8 +149,9 @@ def test_loss_and_gradients_are_finite(overrides):
     cfg = dataclasses.replace(SMALL, **overrides)
     params = _params(cfg)
     loss_fn = m.make_loss_fn(cfg)
-    (loss, out), grads = jax.value_and_grad(lambda p: (lambda o: (o.loss, o))(loss_fn(p, {}, _batch(), jax.random.key(1))),
-                                            has_aux=True)(params)
+    (loss, out), grads = jax.value_and_grad(
+        lambda p: (lambda o: (o.loss, o))(loss_fn(p, {}, _batch(), jax.random.key(1))), has_aux=True
+    )(params)
     assert np.isfinite(loss)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
     assert all(np.isfinite(v) for v in out.metrics.values())
@@ -176,8 +185,11 @@ def test_hard_reverse_sample_passes_no_pathwise_gradient_to_the_decoder():
         return jnp.sum(t.j_ru)
 
     g = jax.grad(j_ru_without_likelihood)(params)
-    g_relaxed = jax.grad(lambda p: jnp.sum(m.objective_terms(dataclasses.replace(cfg, reverse_sample="relaxed"),
-                                                             p, batch, jax.random.key(0)).j_ru))(params)
+    g_relaxed = jax.grad(
+        lambda p: jnp.sum(
+            m.objective_terms(dataclasses.replace(cfg, reverse_sample="relaxed"), p, batch, jax.random.key(0)).j_ru
+        )
+    )(params)
     # The y/z encoders get gradients in both modes; the pathwise decoder gradient differs between modes.
     assert np.any(np.asarray(g["y_logits"]["kernel"]) != 0)
     assert not np.allclose(g["x_logits"]["kernel"], g_relaxed["x_logits"]["kernel"])
@@ -245,15 +257,23 @@ def test_bad_config_raises_value_error(kw, match):
 CODE = dict(weight_fl=0.1, weight_fu=0.1, weight_ru=0.1, alpha_fd=1.0, alpha_rd=0.01)
 
 
-@pytest.mark.parametrize("w", [CODE, dict(weight_fl=2.0, weight_fu=0.5, weight_ru=3.0, alpha_fd=0.7, alpha_rd=4.0)],
-                         ids=["code_demo", "arbitrary"])
+@pytest.mark.parametrize(
+    "w",
+    [CODE, dict(weight_fl=2.0, weight_fu=0.5, weight_ru=3.0, alpha_fd=0.7, alpha_rd=4.0)],
+    ids=["code_demo", "arbitrary"],
+)
 def test_weighted_loss_is_the_hand_assembled_weighted_sum_of_the_terms(w):
     cfg = dataclasses.replace(SMALL, **w)
     params, batch, key = _params(cfg), _batch(), jax.random.key(3)
     out = m.make_loss_fn(cfg)(params, {}, batch, key)
     t = m.objective_terms(cfg, params, batch, key)  # the same key: the same noise
-    want = (-w["weight_fl"] * np.mean(t.j_fl) - w["weight_fu"] * np.mean(t.j_fu) - w["weight_ru"] * np.mean(t.j_ru)
-            + w["alpha_fd"] * np.mean(t.j_fd) + w["alpha_rd"] * np.mean(t.j_rd))
+    want = (
+        -w["weight_fl"] * np.mean(t.j_fl)
+        - w["weight_fu"] * np.mean(t.j_fu)
+        - w["weight_ru"] * np.mean(t.j_ru)
+        + w["alpha_fd"] * np.mean(t.j_fd)
+        + w["alpha_rd"] * np.mean(t.j_rd)
+    )
     np.testing.assert_allclose(float(out.loss), want, rtol=1e-5)
     # and the weights do act: the unweighted loss is a different number
     plain = m.make_loss_fn(SMALL)(params, {}, batch, key)
@@ -312,8 +332,15 @@ def test_init_std_gives_a_normal_init_of_that_scale():
     assert glorot.std() > 0.05
 
 
-@pytest.mark.parametrize("kw, match", [(dict(fd_loss="kl"), "fd_loss"), (dict(rd_input="sample"), "rd_input"),
-                                       (dict(weight_fu=-0.1), "weight_fu"), (dict(init_std=0.0), "init_std")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(fd_loss="kl"), "fd_loss"),
+        (dict(rd_input="sample"), "rd_input"),
+        (dict(weight_fu=-0.1), "weight_fu"),
+        (dict(init_std=0.0), "init_std"),
+    ],
+)
 def test_bad_code_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         m.Config(**kw)
@@ -388,18 +415,30 @@ def test_posterior_mean_uses_the_q_box():
     assert np.all(z > 1.5)  # outside the reverse box: the evaluation's z_bar is in q's [-6, 6]
 
 
-@pytest.mark.parametrize("overrides", [dict(z_scale_param="softplus_std"),
-                                       dict(z_scale_param="softplus_std", reverse="z_sampled"),
-                                       dict(z_scale_param="softplus_std", unlabeled="enumerate"),
-                                       dict(z_scale_param="softplus_std", z_space="real", reverse_z_low=None,
-                                            reverse_z_high=None, z_low=-1.5, z_high=1.5)],
-                         ids=["softplus", "softplus_z_sampled", "softplus_enumerate", "softplus_real"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(z_scale_param="softplus_std"),
+        dict(z_scale_param="softplus_std", reverse="z_sampled"),
+        dict(z_scale_param="softplus_std", unlabeled="enumerate"),
+        dict(
+            z_scale_param="softplus_std",
+            z_space="real",
+            reverse_z_low=None,
+            reverse_z_high=None,
+            z_low=-1.5,
+            z_high=1.5,
+        ),
+    ],
+    ids=["softplus", "softplus_z_sampled", "softplus_enumerate", "softplus_real"],
+)
 def test_demo_mnist5_options_give_finite_loss_and_gradients(overrides):
     cfg = dataclasses.replace(WIDE, **overrides)
     params = _params(cfg)
     for batch in (_batch(), _batch(z_u=True)):
-        loss, grads = jax.jit(jax.value_and_grad(
-            lambda p: m.make_loss_fn(cfg)(p, {}, batch, jax.random.key(1)).loss))(params)
+        loss, grads = jax.jit(jax.value_and_grad(lambda p: m.make_loss_fn(cfg)(p, {}, batch, jax.random.key(1)).loss))(
+            params
+        )
         assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
@@ -426,13 +465,16 @@ def test_default_options_reproduce_the_previous_loss_bitwise(name):
             np.testing.assert_allclose(got, float.fromhex(want), rtol=1e-5)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(z_scale_param="std"), r"z_scale_param.*log_var.*softplus_std"),
-    (dict(reverse_z_low=-2.0), "reverse_z_low"),
-    (dict(z_low=-6.0, z_high=6.0, reverse_z_low=1.0, reverse_z_high=0.5), "reverse_z_low"),
-    (dict(reverse_z_high=float("nan")), "reverse_z_high"),
-    (dict(z_space="real", reverse_z_low=-1.0), "z_space='box' only"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(z_scale_param="std"), r"z_scale_param.*log_var.*softplus_std"),
+        (dict(reverse_z_low=-2.0), "reverse_z_low"),
+        (dict(z_low=-6.0, z_high=6.0, reverse_z_low=1.0, reverse_z_high=0.5), "reverse_z_low"),
+        (dict(reverse_z_high=float("nan")), "reverse_z_high"),
+        (dict(z_space="real", reverse_z_low=-1.0), "z_space='box' only"),
+    ],
+)
 def test_bad_demo_mnist5_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         m.Config(**kw)

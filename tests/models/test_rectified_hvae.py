@@ -65,19 +65,34 @@ def _forward(cfg, params, state, x, key):
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _messages(cfg, params, state, x, train=False):
-    out = rh.RectifiedHVAE(cfg).apply({"params": params, **state}, x, train, method=rh.RectifiedHVAE.bottom_up,
-                                      mutable=["batch_stats"] if train else False)
+    out = rh.RectifiedHVAE(cfg).apply(
+        {"params": params, **state},
+        x,
+        train,
+        method=rh.RectifiedHVAE.bottom_up,
+        mutable=["batch_stats"] if train else False,
+    )
     return out[0] if train else out
 
 
 # ----------------------------------------------------------------------------- config and shapes
 
 
-@pytest.mark.parametrize("field,value", [
-    ("units", "laplace"), ("posterior", "ladder"), ("kl", "exact"), ("activation", "swish"),
-    ("up_hidden", (16, 12)), ("down_hidden", (6, 5)), ("latent_sizes", (6, 0, 4, 3)),
-    ("min_scale", 0.0), ("bn_momentum", 1.0), ("kl_samples", 0),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("units", "laplace"),
+        ("posterior", "ladder"),
+        ("kl", "exact"),
+        ("activation", "swish"),
+        ("up_hidden", (16, 12)),
+        ("down_hidden", (6, 5)),
+        ("latent_sizes", (6, 0, 4, 3)),
+        ("min_scale", 0.0),
+        ("bn_momentum", 1.0),
+        ("kl_samples", 0),
+    ],
+)
 def test_config_rejects_bad_fields_by_name(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         _cfg(**{field: value})
@@ -175,12 +190,13 @@ def test_mean_field_posterior_is_the_bottom_up_message(small_init, x):
 def test_structured_posterior_is_precision_weighted_prior_and_message(small_init, x):
     params, state = small_init
     fwd = _forward(SMALL, params, state, x, jax.random.key(0))
-    for (q_loc, q_scale), (p_loc, p_scale), (m, s) in zip(fwd.q_params, fwd.p_params,
-                                                          _messages(SMALL, params, state, x)):
+    for (q_loc, q_scale), (p_loc, p_scale), (m, s) in zip(
+        fwd.q_params, fwd.p_params, _messages(SMALL, params, state, x)
+    ):
         p_loc, p_scale, m, s = (np.asarray(a, np.float64) for a in (p_loc, p_scale, m, s))
-        prec = p_scale ** -2 + s ** -2
-        np.testing.assert_allclose(q_scale, prec ** -0.5, rtol=1e-5)
-        np.testing.assert_allclose(q_loc, (p_loc * p_scale ** -2 + m * s ** -2) / prec, rtol=1e-4, atol=1e-5)
+        prec = p_scale**-2 + s**-2
+        np.testing.assert_allclose(q_scale, prec**-0.5, rtol=1e-5)
+        np.testing.assert_allclose(q_loc, (p_loc * p_scale**-2 + m * s**-2) / prec, rtol=1e-4, atol=1e-5)
 
 
 def test_structured_reduces_to_mean_field_when_prior_is_flat(small_init, x):
@@ -222,8 +238,9 @@ def test_gaussian_unit_ablation_trains_and_has_no_exact_zeros(small_init, x):
 
     @jax.jit
     def step(params, state, opt_state, key):
-        (loss, out), g = jax.value_and_grad(lambda p: (lambda o: (o.loss, o))(loss_fn(p, state, {"x": x}, key)),
-                                            has_aux=True)(params)
+        (loss, out), g = jax.value_and_grad(
+            lambda p: (lambda o: (o.loss, o))(loss_fn(p, state, {"x": x}, key)), has_aux=True
+        )(params)
         upd, opt_state = opt.update(g, opt_state, params)
         return optax.apply_updates(params, upd), out.model_state, opt_state, loss
 
@@ -247,8 +264,7 @@ def test_gaussian_unit_ablation_uses_normal_units(small_init, x):
     assert any(bool(jnp.any(z < 0.0)) for z in fwd.z)
     for z, (ql, qs), (pl, ps), lq, kl in zip(fwd.z, fwd.q_params, fwd.p_params, fwd.log_qz, fwd.kl):
         np.testing.assert_allclose(lq, Normal(ql, qs).log_prob(z).sum(-1), rtol=1e-5)
-        np.testing.assert_allclose(kl, kl_normal_normal(Normal(ql, qs), Normal(pl, ps)).sum(-1), rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(kl, kl_normal_normal(Normal(ql, qs), Normal(pl, ps)).sum(-1), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("units", ["rectified", pytest.param("gaussian", marks=pytest.mark.slow)])
@@ -270,8 +286,12 @@ def test_mean_log_weight_matches_analytic_kl_elbo(trained_init, x):
     xs = x[:2]
     n = 2000
     lw = np.asarray(_log_w(SMALL, params, state, jax.random.key(7), xs, n), np.float64)  # [n, 2]
-    reps = np.asarray(jax.jit(jax.vmap(lambda k: rh.make_eval_fn(SMALL)(params, state, {"x": xs}, k)["elbo"]))(
-        jax.random.split(jax.random.key(8), n)), np.float64)  # [n, 2]
+    reps = np.asarray(
+        jax.jit(jax.vmap(lambda k: rh.make_eval_fn(SMALL)(params, state, {"x": xs}, k)["elbo"]))(
+            jax.random.split(jax.random.key(8), n)
+        ),
+        np.float64,
+    )  # [n, 2]
     se = np.sqrt(lw.var(0, ddof=1) / n + reps.var(0, ddof=1) / n)
     stats.assert_close_clt(lw.mean(0), reps.mean(0), se, what="E[log w] vs analytic-KL ELBO")
 
@@ -319,9 +339,9 @@ def test_batch_stats_update_in_training_and_not_in_eval(small_init, x):
     out = _loss(SMALL, params, state, x, jax.random.key(0))
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), out.model_state, state))
     assert changed and all(changed), "every BatchNorm layer's running statistics move in training mode"
-    eval_state = jax.jit(lambda v: rh.RectifiedHVAE(SMALL).apply(v, x, jax.random.key(0), train=False,
-                                                                 mutable=["batch_stats"])[1])(
-        {"params": params, **out.model_state})
+    eval_state = jax.jit(
+        lambda v: rh.RectifiedHVAE(SMALL).apply(v, x, jax.random.key(0), train=False, mutable=["batch_stats"])[1]
+    )({"params": params, **out.model_state})
     chex.assert_trees_all_equal(dict(eval_state), dict(out.model_state))
 
 

@@ -12,8 +12,9 @@ from tests import stats
 
 # Small widths keep compile times low; the default (784-500-500-50 tanh) is checked once below.
 MLP_CFG = vae.Config(latent_dim=4, hidden=(32,), x_shape=(784,))
-CONV_CFG = vae.Config(arch="conv", latent_dim=4, hidden=(16,), conv_channels=(4, 8), x_shape=(28, 28, 1),
-                      activation="relu")
+CONV_CFG = vae.Config(
+    arch="conv", latent_dim=4, hidden=(16,), conv_channels=(4, 8), x_shape=(28, 28, 1), activation="relu"
+)
 
 
 def _data(cfg, n, seed=0):
@@ -71,8 +72,9 @@ def test_finite_loss_and_grads(model, kl):
     cfg = dataclasses.replace(cfg, kl=kl)
     x = _data(cfg, 8)
     loss_fn = jax.jit(vae.make_loss_fn(cfg))
-    (loss, out), grads = jax.value_and_grad(lambda p: (lambda o: (o.loss, o))(loss_fn(p, ms, {"x": x}, jax.random.key(1))),
-                                            has_aux=True)(params)
+    (loss, out), grads = jax.value_and_grad(
+        lambda p: (lambda o: (o.loss, o))(loss_fn(p, ms, {"x": x}, jax.random.key(1))), has_aux=True
+    )(params)
     assert jnp.isfinite(loss) and loss.shape == ()
     assert set(out.metrics) == {"elbo", "log_px_z", "kl"}
     np.testing.assert_allclose(loss, -out.metrics["elbo"], rtol=1e-6)  # beta = 1
@@ -150,8 +152,9 @@ def test_overfit_small_batch():
 
     @jax.jit
     def step(params, opt_state, key):
-        (loss, _), g = jax.value_and_grad(lambda p: (lambda o: (o.loss, o))(loss_fn(p, ms, {"x": x}, key)),
-                                          has_aux=True)(params)
+        (loss, _), g = jax.value_and_grad(
+            lambda p: (lambda o: (o.loss, o))(loss_fn(p, ms, {"x": x}, key)), has_aux=True
+        )(params)
         updates, opt_state = tx.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 

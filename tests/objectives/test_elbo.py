@@ -39,7 +39,7 @@ class LinearGaussian:
     s: float
 
     @classmethod
-    def make(cls, seed: int, d: int = 2, x_dim: int = 4, s: float = 0.7) -> "LinearGaussian":
+    def make(cls, seed: int, d: int = 2, x_dim: int = 4, s: float = 0.7) -> LinearGaussian:
         rng = np.random.default_rng(seed)
         q, _ = np.linalg.qr(rng.normal(size=(x_dim, d)))
         return cls(w=q * rng.uniform(0.5, 2.0, d), b=rng.normal(size=x_dim), s=s)

@@ -55,8 +55,12 @@ def _chi2_divergence(mp, sp, mq, sq) -> float:
     """E_q[(p/q)^2] - 1 for diagonal Gaussians p, q (1-D quadrature per dimension)."""
     total = 1.0
     for a, b, c, d in zip(mp, sp, mq, sq):
-        f = lambda z: math.exp(2 * (-0.5 * ((z - a) / b) ** 2 - math.log(b)) + 0.5 * ((z - c) / d) ** 2 + math.log(d)
-                               - 0.5 * math.log(2 * math.pi))
+        f = lambda z: math.exp(
+            2 * (-0.5 * ((z - a) / b) ** 2 - math.log(b))
+            + 0.5 * ((z - c) / d) ** 2
+            + math.log(d)
+            - 0.5 * math.log(2 * math.pi)
+        )
         total *= integrate.quad(f, -np.inf, np.inf)[0]
     return total - 1.0
 

@@ -1,7 +1,5 @@
 """CheckpointManager: round trip, atomicity against partial writes, wrong-model refusal, retention."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +17,14 @@ def _state(hidden=3, step=5, seed=0):
     opt_state = tx.init(params)
     # make the moments non-trivial so the round trip is checked on real values
     _, opt_state = tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)
-    return TrainState(step=jnp.int32(step), params=params, model_state={}, opt_state=opt_state,
-                      key=jax.random.key(seed + 1), skipped=jnp.int32(2))
+    return TrainState(
+        step=jnp.int32(step),
+        params=params,
+        model_state={},
+        opt_state=opt_state,
+        key=jax.random.key(seed + 1),
+        skipped=jnp.int32(2),
+    )
 
 
 def _bits(tree):
@@ -98,7 +102,8 @@ def test_same_shapes_different_model_config_is_refused(tmp_path):
         CheckpointManager(tmp_path).restore_latest(_state(), expected_config={"model": {"activation": "relu"}})
     # other config sections may change on resume (e.g. train.num_steps)
     out = CheckpointManager(tmp_path).restore_latest(
-        _state(), expected_config={"model": {"activation": "tanh"}, "train": {"num_steps": 9}})
+        _state(), expected_config={"model": {"activation": "tanh"}, "train": {"num_steps": 9}}
+    )
     assert out is not None
 
 

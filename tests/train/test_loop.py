@@ -40,14 +40,14 @@ def toy_eval(params, model_state, batch, key):
     return {"sq_err": err**2, "y": batch["y"]}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def toy_step():
     """One optimizer and one jitted step shared by the tests (compiled once per process)."""
     tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
     return tx, make_train_step(toy_loss, tx)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def toy_eval_step(batch_shape):
     """One eval step per batch shape (a step function refuses a batch unlike its first)."""
     del batch_shape
@@ -66,8 +66,16 @@ def run(workdir, num_steps, *, iter_wrapper=None, **kw):
     state, step, it = toy_setup()
     kw.setdefault("checkpoint_every", 3)
     kw.setdefault("log_every", 2)
-    return fit(state=state, train_step=step, train_iter=iter_wrapper(it) if iter_wrapper else it,
-               num_steps=num_steps, workdir=workdir, config={"model": {"d": D}}, progress=False, **kw)
+    return fit(
+        state=state,
+        train_step=step,
+        train_iter=iter_wrapper(it) if iter_wrapper else it,
+        num_steps=num_steps,
+        workdir=workdir,
+        config={"model": {"d": D}},
+        progress=False,
+        **kw,
+    )
 
 
 def params_bits(state):
@@ -200,8 +208,14 @@ def test_sync_every_gives_the_same_run_and_the_same_logs(tmp_path, sync_every):
 def test_sync_every_still_sees_sigterm_and_resumes_exactly(tmp_path):
     ref, _ = run(tmp_path / "ref", 12)
     term = lambda: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
-    state, hist = run(tmp_path / "b", 12, iter_wrapper=lambda it: Interrupt(it, 5, term), sync_every=4,
-                      checkpoint_every=100, log_every=100)
+    state, hist = run(
+        tmp_path / "b",
+        12,
+        iter_wrapper=lambda it: Interrupt(it, 5, term),
+        sync_every=4,
+        checkpoint_every=100,
+        log_every=100,
+    )
     # the signal arrives while batch 5 is fetched; the next sync is after step 8
     assert hist["preempted"] and int(state.step) == 8
     state, hist = run(tmp_path / "b", 12)
@@ -219,8 +233,9 @@ def test_time_limit_stops_evaluates_saves_and_resumes_exactly(tmp_path, monkeypa
         return clock["t"]
 
     monkeypatch.setattr(loop, "_clock", fake_clock)
-    state, hist = run(tmp_path / "b", 10, eval_step=toy_eval_step(8), eval_data=toy_data(8), time_limit_s=3.5,
-                      checkpoint_every=100)
+    state, hist = run(
+        tmp_path / "b", 10, eval_step=toy_eval_step(8), eval_data=toy_data(8), time_limit_s=3.5, checkpoint_every=100
+    )
     monkeypatch.undo()
     stopped = int(state.step)
     # readings 2, 3, 4, 5 follow steps 1-4 (sync_every=1): 5 - 1 > 3.5 first after step 4
@@ -241,8 +256,7 @@ def test_nan_in_first_batch_names_the_key(tmp_path):
 
     it = BatchIterator(toy_data(), 64, seed=0, transform=poison)
     with pytest.raises(ValueError, match=r"\['x'\].*non-finite"):
-        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
-            progress=False)
+        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={}, progress=False)
     assert not os.path.exists(tmp_path / "checkpoints" / "1")
 
 
@@ -251,8 +265,17 @@ def test_nan_in_eval_data_names_the_key(tmp_path):
     bad = toy_data(8)
     bad["y"][0] = np.inf
     with pytest.raises(ValueError, match=r"eval_data\['y'\]"):
-        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
-            eval_step=toy_eval_step(8), eval_data=bad, progress=False)
+        fit(
+            state=state,
+            train_step=step,
+            train_iter=it,
+            num_steps=2,
+            workdir=tmp_path,
+            config={},
+            eval_step=toy_eval_step(8),
+            eval_data=bad,
+            progress=False,
+        )
 
 
 def test_wrong_model_in_workdir(tmp_path):
@@ -262,20 +285,33 @@ def test_wrong_model_in_workdir(tmp_path):
     state = create_train_state(jax.random.key(0), params, {}, tx)
     it = BatchIterator(toy_data(), 8, seed=0)
     with pytest.raises(ValueError, match=r"different model(.|\n)*\['w'\](.|\n)*--workdir"):
-        fit(state=state, train_step=make_train_step(toy_loss, tx), train_iter=it, num_steps=5,
-            workdir=tmp_path, config={"model": {"d": D + 1}}, progress=False)
+        fit(
+            state=state,
+            train_step=make_train_step(toy_loss, tx),
+            train_iter=it,
+            num_steps=5,
+            workdir=tmp_path,
+            config={"model": {"d": D + 1}},
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("kw, match", [({"num_steps": -1}, "num_steps"), ({"log_every": 0}, "log_every"),
-                                       ({"eval_data": {"x": np.ones(3)}}, "together"),
-                                       ({"sync_every": 0}, "sync_every"), ({"time_limit_s": 0}, "time_limit_s"),
-                                       ({"time_limit_s": "1h"}, "time_limit_s"),
-                                       ({"time_limit_s": True}, "time_limit_s"),
-                                       ({"time_limit_s": float("nan")}, "time_limit_s")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_steps": -1}, "num_steps"),
+        ({"log_every": 0}, "log_every"),
+        ({"eval_data": {"x": np.ones(3)}}, "together"),
+        ({"sync_every": 0}, "sync_every"),
+        ({"time_limit_s": 0}, "time_limit_s"),
+        ({"time_limit_s": "1h"}, "time_limit_s"),
+        ({"time_limit_s": True}, "time_limit_s"),
+        ({"time_limit_s": float("nan")}, "time_limit_s"),
+    ],
+)
 def test_bad_arguments(tmp_path, kw, match):
     state, step, it = toy_setup()
-    args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={},
-                progress=False)
+    args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={}, progress=False)
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         fit(**args)
@@ -284,8 +320,15 @@ def test_bad_arguments(tmp_path, kw, match):
 def test_iterator_without_state_is_refused(tmp_path):
     state, step, it = toy_setup()
     with pytest.raises(ValueError, match="get_state"):
-        fit(state=state, train_step=step, train_iter=iter([{"x": 1}]), num_steps=2, workdir=tmp_path,
-            config={}, progress=False)
+        fit(
+            state=state,
+            train_step=step,
+            train_iter=iter([{"x": 1}]),
+            num_steps=2,
+            workdir=tmp_path,
+            config={},
+            progress=False,
+        )
 
 
 def test_fit_on_a_mesh_matches_plain_run(tmp_path):
@@ -295,10 +338,20 @@ def test_fit_on_a_mesh_matches_plain_run(tmp_path):
     mesh = make_data_mesh()
     state, _, it = toy_setup()
     tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
-    out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh),
-                    train_iter=it, num_steps=6, workdir=tmp_path / "mesh", config={"model": {"d": D}},
-                    eval_step=make_eval_step(toy_eval, mesh=mesh), eval_data=toy_data(11), mesh=mesh,
-                    checkpoint_every=3, log_every=2, progress=False)
+    out, hist = fit(
+        state=replicate(state, mesh),
+        train_step=make_train_step(toy_loss, tx, mesh=mesh),
+        train_iter=it,
+        num_steps=6,
+        workdir=tmp_path / "mesh",
+        config={"model": {"d": D}},
+        eval_step=make_eval_step(toy_eval, mesh=mesh),
+        eval_data=toy_data(11),
+        mesh=mesh,
+        checkpoint_every=3,
+        log_every=2,
+        progress=False,
+    )
     assert hist["eval"][-1]["num_examples"] == 11
     for k in ("w", "b"):  # same maths, possibly another reduction order: float32 rounding only
         np.testing.assert_allclose(np.asarray(out.params[k]), np.asarray(ref.params[k]), rtol=1e-5, atol=1e-6)
@@ -343,6 +396,11 @@ def test_fit_on_eight_virtual_devices_does_not_abort(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = tmp_path / "md.py"
     script.write_text(MULTIDEVICE_SCRIPT)
-    p = subprocess.run([sys.executable, str(script), repo, str(tmp_path / "run")], capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    p = subprocess.run(
+        [sys.executable, str(script), repo, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]

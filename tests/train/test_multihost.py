@@ -67,18 +67,22 @@ def _worker(port: int, pid: int, out: str) -> None:
     assert jax.device_count() == N_PROC * LOCAL_DEV and jax.local_device_count() == LOCAL_DEV
     opt = _optimizer()
     mesh = make_data_mesh()
-    state = replicate(
-        create_train_state(jax.random.key(1), init_params(), init_model_state(), opt), mesh)
+    state = replicate(create_train_state(jax.random.key(1), init_params(), init_model_state(), opt), mesh)
     step = make_train_step(toy_loss, opt, mesh=mesh)
     per = B // N_PROC
     losses = []
     for batch in _batches():
-        local = {"x": batch["x"][pid * per:(pid + 1) * per]}  # this process's rows only
+        local = {"x": batch["x"][pid * per : (pid + 1) * per]}  # this process's rows only
         state, m = step(state, global_batch_from_process_local(local, mesh))
         losses.append(float(np.asarray(m["loss"].addressable_data(0))))  # sync every step
     params = {k: np.asarray(v.addressable_data(0)) for k, v in state.params.items()}
-    np.savez(out, losses=np.array(losses), step=int(np.asarray(state.step.addressable_data(0))),
-             compile_count=step.compile_count(), **{f"p_{k}": v for k, v in params.items()})
+    np.savez(
+        out,
+        losses=np.array(losses),
+        step=int(np.asarray(state.step.addressable_data(0))),
+        compile_count=step.compile_count(),
+        **{f"p_{k}": v for k, v in params.items()},
+    )
     jax.distributed.shutdown()
 
 
@@ -107,8 +111,12 @@ def run_processes(module: str, args: list[list[str]], tmp_path) -> None:
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     logs = [open(tmp_path / f"proc{i}.log", "w+") for i in range(len(args))]
-    procs = [subprocess.Popen([sys.executable, "-m", module, *a], cwd=REPO, env=env, stdout=logs[i],
-                              stderr=subprocess.STDOUT) for i, a in enumerate(args)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, *a], cwd=REPO, env=env, stdout=logs[i], stderr=subprocess.STDOUT
+        )
+        for i, a in enumerate(args)
+    ]
     deadline = time.monotonic() + WALL_TIMEOUT
     try:
         for p in procs:
@@ -134,8 +142,7 @@ def run_processes(module: str, args: list[list[str]], tmp_path) -> None:
 def test_two_processes_hold_identical_params(tmp_path):
     port = _free_port()
     outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
-    run_processes("tests.train.test_multihost", [[str(port), str(i), str(outs[i])] for i in range(N_PROC)],
-                  tmp_path)
+    run_processes("tests.train.test_multihost", [[str(port), str(i), str(outs[i])] for i in range(N_PROC)], tmp_path)
 
     res = [np.load(o) for o in outs]
     names = sorted(k for k in res[0].files if k.startswith("p_"))
@@ -158,8 +165,7 @@ def test_two_processes_hold_identical_params(tmp_path):
         losses.append(float(m["loss"]))
     np.testing.assert_allclose(res[0]["losses"], losses, rtol=RTOL)
     for k in names:
-        np.testing.assert_allclose(res[0][k], np.asarray(state.params[k[2:]]), rtol=RTOL, atol=ATOL,
-                                   err_msg=k)
+        np.testing.assert_allclose(res[0][k], np.asarray(state.params[k[2:]]), rtol=RTOL, atol=ATOL, err_msg=k)
 
 
 if __name__ == "__main__":

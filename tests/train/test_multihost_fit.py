@@ -69,14 +69,30 @@ def _worker(port: int, pid: int, workdir: str, out: str) -> None:
     def run(wrap):
         state = replicate(create_train_state(jax.random.key(1), init_params(), init_model_state(), opt), mesh)
         it = BatchIterator(data, B, seed=0, process_index=pid, process_count=N_PROC)
-        return fit(state=state, train_step=step, train_iter=wrap(it), num_steps=N_STEPS, workdir=workdir,
-                   config={"model": {"toy": 1}}, checkpoint_every=100, log_every=2, mesh=mesh, progress=False)
+        return fit(
+            state=state,
+            train_step=step,
+            train_iter=wrap(it),
+            num_steps=N_STEPS,
+            workdir=workdir,
+            config={"model": {"toy": 1}},
+            checkpoint_every=100,
+            log_every=2,
+            mesh=mesh,
+            progress=False,
+        )
 
     _, first = run(lambda it: _TermAt(it, TERM_AT) if pid == 0 else it)
     state, second = run(lambda it: it)
     params = {k: np.asarray(v.addressable_data(0)) for k, v in state.params.items()}
-    np.savez(out, preempted=first["preempted"], stop_step=first["end_step"], resumed_from=second["start_step"],
-             end=second["end_step"], **{f"p_{k}": v for k, v in params.items()})
+    np.savez(
+        out,
+        preempted=first["preempted"],
+        stop_step=first["end_step"],
+        resumed_from=second["start_step"],
+        end=second["end_step"],
+        **{f"p_{k}": v for k, v in params.items()},
+    )
     jax.distributed.shutdown()
 
 
@@ -86,8 +102,11 @@ def test_sigterm_on_one_host_stops_both_and_resume_is_exact(tmp_path):
     port = _free_port()
     workdir = tmp_path / "run"
     outs = [tmp_path / f"proc{i}.npz" for i in range(N_PROC)]
-    run_processes("tests.train.test_multihost_fit",
-                  [[str(port), str(i), str(workdir), str(outs[i])] for i in range(N_PROC)], tmp_path)
+    run_processes(
+        "tests.train.test_multihost_fit",
+        [[str(port), str(i), str(workdir), str(outs[i])] for i in range(N_PROC)],
+        tmp_path,
+    )
 
     res = [dict(np.load(o)) for o in outs]
     for r in res:  # both stopped at the same step, though only process 0 was signalled

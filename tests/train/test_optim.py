@@ -72,11 +72,12 @@ SCHEDULES = [
     OptimizerConfig(learning_rate=0.3),
     OptimizerConfig(learning_rate=0.3, schedule="cosine", decay_steps=20, end_lr_factor=0.1),
     OptimizerConfig(learning_rate=0.3, schedule="exponential", decay_steps=5, decay_rate=0.5),
+    OptimizerConfig(learning_rate=0.3, schedule="exponential", decay_steps=5, decay_rate=0.5, end_lr_factor=0.2),
     OptimizerConfig(
-        learning_rate=0.3, schedule="exponential", decay_steps=5, decay_rate=0.5, end_lr_factor=0.2
-    ),
-    OptimizerConfig(
-        learning_rate=0.3, schedule="warmup_cosine", warmup_steps=4, decay_steps=20,
+        learning_rate=0.3,
+        schedule="warmup_cosine",
+        warmup_steps=4,
+        decay_steps=20,
         end_lr_factor=0.05,
     ),
 ]
@@ -86,8 +87,7 @@ SCHEDULES = [
 def test_schedule_matches_closed_form(cfg):
     sched = make_schedule(cfg)
     for t in [0, 1, 2, 3, 4, 5, 7, 10, 13, 19, 20, 21, 40]:
-        np.testing.assert_allclose(float(sched(t)), _ref_lr(cfg, t), rtol=RTOL, atol=1e-9,
-                                   err_msg=f"step {t}")
+        np.testing.assert_allclose(float(sched(t)), _ref_lr(cfg, t), rtol=RTOL, atol=1e-9, err_msg=f"step {t}")
 
 
 @pytest.mark.parametrize("cfg", SCHEDULES[1:], ids=lambda c: f"{c.schedule}-{c.end_lr_factor}")
@@ -100,8 +100,9 @@ def test_sgd_update_uses_schedule(cfg):
     st = opt.init(params)
     for t in range(25):
         u, st = opt.update(g, st, params)
-        np.testing.assert_allclose(np.asarray(u["w"]), -_ref_lr(cfg, t) * np.asarray(g["w"]),
-                                   rtol=RTOL, atol=1e-9, err_msg=f"step {t}")
+        np.testing.assert_allclose(
+            np.asarray(u["w"]), -_ref_lr(cfg, t) * np.asarray(g["w"]), rtol=RTOL, atol=1e-9, err_msg=f"step {t}"
+        )
 
 
 def _sgd(**kw):
@@ -146,13 +147,13 @@ def _ref_updates(name, grads, params, lr, b1, b2, eps, wd):
     out = []
     for t, g in enumerate(grads, start=1):
         m = b1 * m + (1 - b1) * g
-        m_hat = m / (1 - b1 ** t)
+        m_hat = m / (1 - b1**t)
         if name == "adamax":
             v = np.maximum(b2 * v, np.abs(g) + eps)  # infinity norm (eps inside, as in optax)
             u = -lr * m_hat / v
         else:
-            v = b2 * v + (1 - b2) * g ** 2
-            v_hat = v / (1 - b2 ** t)
+            v = b2 * v + (1 - b2) * g**2
+            v_hat = v / (1 - b2**t)
             u = -lr * (m_hat / (np.sqrt(v_hat) + eps) + wd * p)
         out.append(u)
         p = p + u
@@ -178,7 +179,14 @@ def test_update_rule_matches_reference(name, wd):
 
 def test_optimizer_state_is_arrays():
     """The chained, scheduled state is a pytree of arrays (checkpointable, donatable)."""
-    cfg = OptimizerConfig(name="adamw", weight_decay=0.01, schedule="warmup_cosine", warmup_steps=2,
-                          decay_steps=10, clip_global_norm=1.0, clip_value=1.0)
+    cfg = OptimizerConfig(
+        name="adamw",
+        weight_decay=0.01,
+        schedule="warmup_cosine",
+        warmup_steps=2,
+        decay_steps=10,
+        clip_global_norm=1.0,
+        clip_value=1.0,
+    )
     st = make_optimizer(cfg).init({"w": jnp.zeros(3)})
     assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(st))

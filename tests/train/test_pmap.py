@@ -19,9 +19,9 @@ import pytest
 
 from tests.train.test_sharding import (
     ATOL,
-    B,
     N_DEV,
     RTOL,
+    B,
     init_model_state,
     init_params,
     make_data,
@@ -117,8 +117,9 @@ def _worker(out: str) -> None:
     before = to_host(rst.params)
     rst, m = nstep(rst, per_device(bad))
     after = to_host(rst.params)
-    res["nan_params_unchanged"] = all(np.array_equal(a, b) for a, b in
-                                      zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+    res["nan_params_unchanged"] = all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
+    )
     res["nan_skipped"] = np.asarray(rst.skipped).tolist()
     res["nan_step"] = np.asarray(rst.step).tolist()
 
@@ -138,8 +139,9 @@ def _check_pmap_matches_single_device(results):
     np.testing.assert_allclose(lp, l1, rtol=RTOL)
     for k, v in results["params_single"].items():
         np.testing.assert_allclose(results["params_pmap"][k], v, rtol=RTOL, atol=ATOL, err_msg=k)
-    np.testing.assert_allclose(results["model_state_pmap"]["mean_x"],
-                               results["model_state_single"]["mean_x"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        results["model_state_pmap"]["mean_x"], results["model_state_single"]["mean_x"], rtol=RTOL, atol=ATOL
+    )
     assert results["replicas_equal"]
     assert results["pmap_step"] == N_STEPS
     assert results["compile_count"] == 1

@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent(
     from tests.train.test_loop import Interrupt, toy_setup
     from jaxvae.train.loop import fit
 
-    workdir, out, num_steps, ckpt_every, sleep = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+    workdir, out = sys.argv[2], sys.argv[3]
+    num_steps, ckpt_every, sleep = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
     state, step, it = toy_setup()
 
     class Slow(Interrupt):  # sleeps before each batch so a parent can kill it mid-run
@@ -61,7 +62,11 @@ def _env(tmp_path_factory):
 def _start(script, workdir, out, env, *, sleep=0.0):
     return subprocess.Popen(
         [sys.executable, str(script), REPO, str(workdir), str(out), str(NUM_STEPS), str(CKPT_EVERY), str(sleep)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=300):
@@ -73,7 +78,9 @@ def _complete_steps(workdir):
     d = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(d):
         return []
-    return sorted(int(s) for s in os.listdir(d) if s.isdigit() and os.path.exists(os.path.join(d, s, "_CHECKPOINT_METADATA")))
+    return sorted(
+        int(s) for s in os.listdir(d) if s.isdigit() and os.path.exists(os.path.join(d, s, "_CHECKPOINT_METADATA"))
+    )
 
 
 def _wait_for_checkpoint(proc, workdir, min_step, timeout=240):

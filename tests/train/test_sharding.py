@@ -40,8 +40,9 @@ def run_worker(module: str, out: Path, *, n_devices: int = N_DEV, timeout: float
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-m", module, str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if proc.returncode != 0:
         pytest.fail(f"{module} worker failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
     with open(out, "rb") as f:
@@ -122,7 +123,6 @@ def _worker(out: str) -> None:
     import warnings
 
     import jax
-    import jax.numpy as jnp
 
     from jaxvae.train.optim import OptimizerConfig, make_optimizer
     from jaxvae.train.sharding import (
@@ -165,10 +165,12 @@ def _worker(out: str) -> None:
         warnings.simplefilter("always")
         sharded_step = make_train_step(toy_loss, opt, mesh=mesh)
         st8, res["loss_sharded"], res["metrics_sharded"] = run(
-            sharded_step, replicate(fresh(), mesh), lambda b: shard_batch(b, mesh))
+            sharded_step, replicate(fresh(), mesh), lambda b: shard_batch(b, mesh)
+        )
     logging.getLogger("jax").removeHandler(handler)
-    res["compile_logs"] = [r.getMessage()[:80] for r in records
-                           if r.getMessage().startswith("Compiling jit(train_step)")]
+    res["compile_logs"] = [
+        r.getMessage()[:80] for r in records if r.getMessage().startswith("Compiling jit(train_step)")
+    ]
     res["warnings"] = [str(w.message) for w in caught]
     res["params_sharded"] = to_host(st8.params)
     res["model_state_sharded"] = to_host(st8.model_state)
@@ -191,8 +193,7 @@ def _worker(out: str) -> None:
     batch = make_data(7)
     res["eval_single"] = np.asarray(ev1(st1, batch, jax.random.key(3))["rec"])
     e8 = ev8(st8, shard_batch(batch, mesh), jax.random.key(3))["rec"]
-    res["eval_sharded_same_state"] = np.asarray(ev8(replicate(st1, mesh), batch,
-                                                    jax.random.key(3))["rec"])
+    res["eval_sharded_same_state"] = np.asarray(ev8(replicate(st1, mesh), batch, jax.random.key(3))["rec"])
     res["eval_sharded_spec"] = tuple(e8.sharding.spec)
 
     # Single-process global_batch_from_process_local == shard_batch.
@@ -241,8 +242,9 @@ def _check_sharded_trajectory_matches_single_device(results):
             np.testing.assert_allclose(m8[k], m1[k], rtol=RTOL, err_msg=k)
     for k, v in results["params_single"].items():
         np.testing.assert_allclose(results["params_sharded"][k], v, rtol=RTOL, atol=ATOL, err_msg=k)
-    np.testing.assert_allclose(results["model_state_sharded"]["mean_x"],
-                               results["model_state_single"]["mean_x"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        results["model_state_sharded"]["mean_x"], results["model_state_single"]["mean_x"], rtol=RTOL, atol=ATOL
+    )
 
 
 def _check_sharded_state_replicated_and_compiled_once(results):
@@ -261,8 +263,7 @@ def _check_sharded_eval(results):
     assert results["eval_sharded_spec"] == ("data",)
     # Same state, same key: per-example values (no cross-example reduction) agree to float32
     # rounding.
-    np.testing.assert_allclose(results["eval_sharded_same_state"], results["eval_single"],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results["eval_sharded_same_state"], results["eval_single"], rtol=1e-5, atol=1e-6)
     assert results["global_equals_shard"] and results["global_sharding_equal"]
 
 

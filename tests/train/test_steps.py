@@ -43,25 +43,26 @@ def _state(opt, seed=0):
     return create_train_state(jax.random.key(seed), _params(), ms, opt)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adam():
     return make_optimizer(OptimizerConfig(learning_rate=0.05))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adam_step(donate=True):
     """Shared across tests (compiles once per process; a batch of B examples throughout)."""
     return make_train_step(noisy_regression_loss, _adam(), donate=donate)
 
 
 def _leaves_equal(a, b):
-    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def _host(tree):
-    return jax.tree.map(lambda x: np.array(x) if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-                        else np.array(jax.random.key_data(x)), tree)
+    return jax.tree.map(
+        lambda x: np.array(x) if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else np.array(jax.random.key_data(x)),
+        tree,
+    )
 
 
 def test_create_train_state():
@@ -90,8 +91,7 @@ def test_matches_hand_written_step():
 
     @jax.jit
     def ref_grad(p, ms, kt):
-        return jax.value_and_grad(
-            lambda q: tuple(noisy_regression_loss(q, ms, batch, kt)[::2]), has_aux=True)(p)
+        return jax.value_and_grad(lambda q: tuple(noisy_regression_loss(q, ms, batch, kt)[::2]), has_aux=True)(p)
 
     @jax.jit
     def ref_update(g, os_, p):
@@ -190,8 +190,7 @@ def _poison_loss(params, model_state, batch, key):
     # d/dw sqrt(|w - w0|) at w = w0 is inf while the value is 0.
     w0 = jax.lax.stop_gradient(params["w"])
     # lax.cond, not jnp.where: the untaken branch's inf gradient must not leak into good steps.
-    loss = loss + jax.lax.cond(flag == 2, lambda: jnp.sum(jnp.sqrt(jnp.abs(params["w"] - w0))),
-                               lambda: jnp.zeros(()))
+    loss = loss + jax.lax.cond(flag == 2, lambda: jnp.sum(jnp.sqrt(jnp.abs(params["w"] - w0))), lambda: jnp.zeros(()))
     return LossOutput(loss, metrics, ms)
 
 
@@ -293,15 +292,13 @@ def test_eval_step_per_example_and_checks():
     st = _state(opt)
 
     def eval_fn(p, ms, b, k):
-        return {"se": (b["x"] @ p["w"] + p["b"] - b["y"]) ** 2,
-                "noise": jax.random.normal(k, (b["x"].shape[0],))}
+        return {"se": (b["x"] @ p["w"] + p["b"] - b["y"]) ** 2, "noise": jax.random.normal(k, (b["x"].shape[0],))}
 
     ev = make_eval_step(eval_fn)
     d = _data()
     out = ev(st, d, jax.random.key(5))
     np.testing.assert_allclose(np.asarray(out["se"]), d["y"] ** 2, rtol=1e-6)
-    np.testing.assert_array_equal(np.asarray(out["noise"]),
-                                  np.asarray(jax.random.normal(jax.random.key(5), (B,))))
+    np.testing.assert_array_equal(np.asarray(out["noise"]), np.asarray(jax.random.normal(jax.random.key(5), (B,))))
     with pytest.raises(ValueError, match="does not match"):
         ev(st, _data(n=4), jax.random.key(5))
     bad = make_eval_step(lambda p, ms, b, k: {"m": jnp.mean(b["y"])})
@@ -319,8 +316,7 @@ def test_jit_false_matches_jit():
         b, mb = slow(b, _data(i))
         np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-6)
     for k in ("w", "b"):
-        np.testing.assert_allclose(np.asarray(a.params[k]), np.asarray(b.params[k]), rtol=1e-5,
-                                   atol=1e-7)
+        np.testing.assert_allclose(np.asarray(a.params[k]), np.asarray(b.params[k]), rtol=1e-5, atol=1e-7)
 
 
 def test_compiler_options_reach_xla_and_keep_the_results():
@@ -337,8 +333,11 @@ def test_compiler_options_reach_xla_and_keep_the_results():
     for k in st_a.params:
         np.testing.assert_allclose(np.asarray(st_b.params[k]), np.asarray(st_a.params[k]), rtol=1e-5, atol=1e-6)
     ev = make_eval_step(lambda p, ms, b, k: {"err": (b["x"] @ p["w"] - b["y"]) ** 2}, compiler_options=opts)
-    np.testing.assert_allclose(np.asarray(ev(st_b, batch, jax.random.key(0))["err"]),
-                               (batch["x"] @ np.asarray(st_b.params["w"]) - batch["y"]) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(ev(st_b, batch, jax.random.key(0))["err"]),
+        (batch["x"] @ np.asarray(st_b.params["w"]) - batch["y"]) ** 2,
+        rtol=1e-5,
+    )
     # the options are really passed: an unknown one is refused by XLA at the first call
     bad = make_train_step(noisy_regression_loss, opt, donate=False, compiler_options={"xla_no_such_option": "1"})
     with pytest.raises(Exception, match="xla_no_such_option"):
@@ -400,6 +399,7 @@ def test_microbatch_branches_match_the_scan_draw_for_draw():
             np.testing.assert_allclose(float(m_b[name]), float(m_a[name]), rtol=1e-5, err_msg=name)
     for k in st_a.params:
         np.testing.assert_allclose(np.asarray(st_b.params[k]), np.asarray(st_a.params[k]), rtol=1e-5, atol=1e-6)
+
     # the scan is a loop in the compiled program; the branches are not (traced side by side). A loss
     # without draws, so that no random-bits loop is left in the optimized program.
     def compiled(mode):

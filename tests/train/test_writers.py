@@ -32,8 +32,13 @@ def test_grid_rgb_and_single_channel():
 
 @pytest.mark.parametrize(
     "bad, match",
-    [(np.ones((2, 2)), "shape"), (np.ones((1, 2, 2, 2)), "channel"), (np.zeros((0, 2, 2)), "at least one"),
-     (np.full((1, 2, 2), np.nan), "finite"), (np.full((1, 2, 2), 1.5), r"\[0, 1\]")],
+    [
+        (np.ones((2, 2)), "shape"),
+        (np.ones((1, 2, 2, 2)), "channel"),
+        (np.zeros((0, 2, 2)), "at least one"),
+        (np.full((1, 2, 2), np.nan), "finite"),
+        (np.full((1, 2, 2), 1.5), r"\[0, 1\]"),
+    ],
 )
 def test_grid_rejects_bad_images(bad, match):
     with pytest.raises(ValueError, match=match):

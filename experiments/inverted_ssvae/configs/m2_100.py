@@ -25,11 +25,22 @@ from jaxvae.train.optim import OptimizerConfig
 
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
-        model=Config(z_dim=50, z_space="real", hidden_y=(500,), hidden_z=(500,), hidden_x=(500,),
-                     activation="softplus", init_gain=1.0, unlabeled="enumerate", reverse="none",
-                     alpha_fd=50.0, alpha_rd=0.0),
+        model=Config(
+            z_dim=50,
+            z_space="real",
+            hidden_y=(500,),
+            hidden_z=(500,),
+            hidden_x=(500,),
+            activation="softplus",
+            init_gain=1.0,
+            unlabeled="enumerate",
+            reverse="none",
+            alpha_fd=50.0,
+            alpha_rd=0.0,
+        ),
         optim=OptimizerConfig(name="adam", learning_rate=1e-3, clip_global_norm=100.0),
-        data=DataConfig(task="m2_100", labeled_per_class=10, batch_labeled=100, batch_unlabeled=100,
-                        batch_unfeatured=0),
+        data=DataConfig(
+            task="m2_100", labeled_per_class=10, batch_labeled=100, batch_unlabeled=100, batch_unfeatured=0
+        ),
         run=RunConfig(num_steps=3000, seeds=(0,), variants=("none",), log_every=100, checkpoint_every=1000),
     )

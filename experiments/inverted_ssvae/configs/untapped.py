@@ -26,6 +26,7 @@ def get_config() -> ExperimentConfig:
         model=Config(),
         optim=OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0, clip_global_norm=5.0),
         data=DataConfig(task="untapped", batch_labeled=500, batch_unlabeled=500, batch_unfeatured=500),
-        run=RunConfig(num_steps=200, seeds=(0, 1, 2, 3, 4), variants=("none", "z_observed"),
-                      log_every=20, checkpoint_every=100),
+        run=RunConfig(
+            num_steps=200, seeds=(0, 1, 2, 3, 4), variants=("none", "z_observed"), log_every=20, checkpoint_every=100
+        ),
     )

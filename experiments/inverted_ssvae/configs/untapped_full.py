@@ -22,6 +22,12 @@ def get_config() -> ExperimentConfig:
         model=Config(),
         optim=OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0, clip_global_norm=5.0),
         data=DataConfig(task="untapped", batch_labeled=10_000, batch_unlabeled=10_000, batch_unfeatured=10_000),
-        run=RunConfig(num_steps=525, seeds=tuple(range(10)), variants=("none", "z_observed"),
-                      log_every=25, checkpoint_every=525, sync_every=25),
+        run=RunConfig(
+            num_steps=525,
+            seeds=tuple(range(10)),
+            variants=("none", "z_observed"),
+            log_every=25,
+            checkpoint_every=525,
+            sync_every=25,
+        ),
     )

@@ -50,12 +50,14 @@ from experiments.inverted_ssvae.configs.untapped_full_codeinit import get_config
 from experiments.inverted_ssvae.main import ExperimentConfig
 
 # DEMO_mnist5.py / M12.py (commit 1645523) beyond the objective and the init, in this model's terms.
-CODE_MNIST5_MODEL = dict(z_scale_param="softplus_std", z_low=-6.0, z_high=6.0, reverse_z_low=-1.5,
-                         reverse_z_high=1.5)
+CODE_MNIST5_MODEL = dict(z_scale_param="softplus_std", z_low=-6.0, z_high=6.0, reverse_z_low=-1.5, reverse_z_high=1.5)
 CODE_MNIST5_DATA = dict(pixels="grey", unfeatured_z="fixed")
 
 
 def get_config() -> ExperimentConfig:
     cfg = _code_init()
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **CODE_MNIST5_MODEL),
-                               data=dataclasses.replace(cfg.data, **CODE_MNIST5_DATA))
+    return dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, **CODE_MNIST5_MODEL),
+        data=dataclasses.replace(cfg.data, **CODE_MNIST5_DATA),
+    )

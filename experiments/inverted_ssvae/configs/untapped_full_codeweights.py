@@ -32,8 +32,15 @@ from jaxvae.models.inverted_ssvae import Config
 from jaxvae.train.optim import OptimizerConfig
 
 # The authors' MNIST demo (examples/DEMO_mnist.py) in this model's terms.
-CODE_OBJECTIVE = dict(weight_fl=0.1, weight_fu=0.1, weight_ru=0.1, alpha_fd=1.0, alpha_rd=0.01,
-                      fd_loss="concrete_sample", rd_input="hard_sample")
+CODE_OBJECTIVE = dict(
+    weight_fl=0.1,
+    weight_fu=0.1,
+    weight_ru=0.1,
+    alpha_fd=1.0,
+    alpha_rd=0.01,
+    fd_loss="concrete_sample",
+    rd_input="hard_sample",
+)
 
 
 def get_config() -> ExperimentConfig:
@@ -41,6 +48,12 @@ def get_config() -> ExperimentConfig:
         model=Config(**CODE_OBJECTIVE),
         optim=OptimizerConfig(name="adam", learning_rate=1e-2, eps=1e-4, clip_value=1.0, clip_global_norm=5.0),
         data=DataConfig(task="untapped", batch_labeled=10_000, batch_unlabeled=10_000, batch_unfeatured=10_000),
-        run=RunConfig(num_steps=525, seeds=tuple(range(10)), variants=("none", "z_observed"),
-                      log_every=25, checkpoint_every=525, sync_every=25),
+        run=RunConfig(
+            num_steps=525,
+            seeds=tuple(range(10)),
+            variants=("none", "z_observed"),
+            log_every=25,
+            checkpoint_every=525,
+            sync_every=25,
+        ),
     )

@@ -26,6 +26,7 @@ def get_config() -> ExperimentConfig:
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, per_seed=True),
-        run=dataclasses.replace(cfg.run, num_steps=600, seeds=CONFIRM_SEEDS, log_every=25, checkpoint_every=25,
-                                sync_every=25),
+        run=dataclasses.replace(
+            cfg.run, num_steps=600, seeds=CONFIRM_SEEDS, log_every=25, checkpoint_every=25, sync_every=25
+        ),
     )

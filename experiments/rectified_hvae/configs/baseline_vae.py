@@ -15,4 +15,6 @@ from jaxvae.models.vae import Config as VAEConfig
 
 def get_config():
     cfg = default.get_config()
-    return dataclasses.replace(cfg, model_kind="vae", vae=VAEConfig(latent_dim=50, hidden=(500, 500), activation="tanh"))
+    return dataclasses.replace(
+        cfg, model_kind="vae", vae=VAEConfig(latent_dim=50, hidden=(500, 500), activation="tanh")
+    )

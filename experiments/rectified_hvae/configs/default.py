@@ -27,10 +27,18 @@ def get_config() -> ExperimentConfig:
         model_kind="rectified_hvae",
         model=Config(latent_sizes=(300, 200, 100, 50), posterior="structured", units="rectified", kl="analytic"),
         # Adamax ([U] in papers.md 4.1); cosine decay to 10 % over the run (decay_steps set by main).
-        optimizer=OptimizerConfig(name="adamax", learning_rate=2e-3, schedule="cosine", decay_steps=1,
-                                  end_lr_factor=0.1),
-        train=TrainConfig(batch_size=100, eval_every=0, log_every=300, checkpoint_every=3000, seed=0,
-                          eval_batch_size=1000, progress=False),
+        optimizer=OptimizerConfig(
+            name="adamax", learning_rate=2e-3, schedule="cosine", decay_steps=1, end_lr_factor=0.1
+        ),
+        train=TrainConfig(
+            batch_size=100,
+            eval_every=0,
+            log_every=300,
+            checkpoint_every=3000,
+            seed=0,
+            eval_batch_size=1000,
+            progress=False,
+        ),
         eval=EvalConfig(iw_samples=5000, iw_examples=100, au_examples=1000, au_samples=10),
         epochs=EPOCHS,
     )

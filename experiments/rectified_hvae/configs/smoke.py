@@ -16,13 +16,16 @@ from jaxvae.train.optim import OptimizerConfig
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         model_kind="rectified_hvae",
-        model=Config(latent_sizes=(32, 24, 16, 8), up_hidden=(64, 48, 32, 16), down_hidden=(32, 24, 16),
-                     decoder_hidden=64),
+        model=Config(
+            latent_sizes=(32, 24, 16, 8), up_hidden=(64, 48, 32, 16), down_hidden=(32, 24, 16), decoder_hidden=64
+        ),
         optimizer=OptimizerConfig(name="adamax", learning_rate=2e-3),
-        train=TrainConfig(batch_size=50, eval_every=0, log_every=20, checkpoint_every=160, seed=0,
-                          eval_batch_size=250, progress=False),
+        train=TrainConfig(
+            batch_size=50, eval_every=0, log_every=20, checkpoint_every=160, seed=0, eval_batch_size=250, progress=False
+        ),
         data=DataConfig(train_size=2000, test_size=500),
-        eval=EvalConfig(iw_samples=50, iw_examples=100, iw_sample_chunk=25, au_examples=200, au_samples=5,
-                        figure_columns=6),
+        eval=EvalConfig(
+            iw_samples=50, iw_examples=100, iw_sample_chunk=25, au_examples=200, au_samples=5, figure_columns=6
+        ),
         epochs=8,
     )

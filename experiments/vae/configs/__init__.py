@@ -8,7 +8,7 @@ command line overrides leaves with ``--set section.field=value`` (:mod:`experime
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal
 
 from jaxvae.models import vae
 from jaxvae.train.loop import TrainConfig
@@ -31,8 +31,8 @@ class DataConfig:
 
     binarization: Literal["dynamic", "static"] = "dynamic"
     static_seed: int = 0
-    train_examples: Optional[int] = None
-    test_examples: Optional[int] = None
+    train_examples: int | None = None
+    test_examples: int | None = None
 
     def __post_init__(self):
         if self.binarization not in ("dynamic", "static"):
@@ -57,7 +57,7 @@ class EvalConfig:
     """
 
     iw_samples: int = 1000
-    iw_examples: Optional[int] = 1000
+    iw_examples: int | None = 1000
     iw_sample_chunk: int = 250
     iw_batch_size: int = 16
     num_images: int = 64

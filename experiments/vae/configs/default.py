@@ -23,12 +23,19 @@ from jaxvae.train.optim import OptimizerConfig
 
 def get_config() -> ExperimentConfig:
     return ExperimentConfig(
-        model=vae.Config(arch="mlp", latent_dim=50, hidden=(500, 500), activation="tanh",
-                         likelihood="bernoulli", kl="analytic"),
+        model=vae.Config(
+            arch="mlp", latent_dim=50, hidden=(500, 500), activation="tanh", likelihood="bernoulli", kl="analytic"
+        ),
         optim=OptimizerConfig(name="adam", learning_rate=1e-3),
-        train=TrainConfig(num_steps=10_000, batch_size=128, eval_every=2_000, log_every=500,
-                          checkpoint_every=2_000, seed=0, eval_batch_size=1_000),
+        train=TrainConfig(
+            num_steps=10_000,
+            batch_size=128,
+            eval_every=2_000,
+            log_every=500,
+            checkpoint_every=2_000,
+            seed=0,
+            eval_batch_size=1_000,
+        ),
         data=DataConfig(binarization="dynamic", static_seed=0),
-        eval=EvalConfig(iw_samples=1000, iw_examples=1000, iw_sample_chunk=250, iw_batch_size=16,
-                        num_images=64),
+        eval=EvalConfig(iw_samples=1000, iw_examples=1000, iw_sample_chunk=250, iw_batch_size=16, num_images=64),
     )

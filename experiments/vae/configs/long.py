@@ -22,8 +22,8 @@ def get_config():
     return dataclasses.replace(
         cfg,
         optim=dataclasses.replace(cfg.optim, schedule="cosine", decay_steps=NUM_STEPS, end_lr_factor=0.1),
-        train=dataclasses.replace(cfg.train, num_steps=NUM_STEPS, eval_every=9_375, log_every=1_000,
-                                  checkpoint_every=4_000, progress=False),
-        eval=dataclasses.replace(cfg.eval, iw_samples=5000, iw_examples=None, iw_sample_chunk=500,
-                                 iw_batch_size=10),
+        train=dataclasses.replace(
+            cfg.train, num_steps=NUM_STEPS, eval_every=9_375, log_every=1_000, checkpoint_every=4_000, progress=False
+        ),
+        eval=dataclasses.replace(cfg.eval, iw_samples=5000, iw_examples=None, iw_sample_chunk=500, iw_batch_size=10),
     )

@@ -19,8 +19,16 @@ def get_config() -> ExperimentConfig:
     return ExperimentConfig(
         model=vae.Config(latent_dim=4, hidden=(32,), activation="tanh"),
         optim=OptimizerConfig(name="adam", learning_rate=1e-3),
-        train=TrainConfig(num_steps=30, batch_size=32, eval_every=15, log_every=10, checkpoint_every=10,
-                          seed=0, eval_batch_size=100, progress=False),
+        train=TrainConfig(
+            num_steps=30,
+            batch_size=32,
+            eval_every=15,
+            log_every=10,
+            checkpoint_every=10,
+            seed=0,
+            eval_batch_size=100,
+            progress=False,
+        ),
         data=DataConfig(binarization="dynamic", train_examples=2000, test_examples=200),
         eval=EvalConfig(iw_samples=20, iw_examples=50, iw_sample_chunk=10, iw_batch_size=25, num_images=16),
     )
