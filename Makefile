@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with Python 3.11 and pip:
 #   make main   -- installs, then trains the baseline VAE on binarized MNIST (runs/vae)
-#   make test   -- installs, then runs the default test tier (CI runs exactly this)
+#   make test   -- installs, then checks style (ruff) and runs the default test tier (CI runs exactly this)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,6 +22,8 @@ main: $(VENV)/.installed
 	$(PY) -m experiments.vae.main --config experiments/vae/configs/default.py --workdir $(WORKDIR)
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -m "not slow" -n $(PYTEST_WORKERS) -q
 
 test-slow: $(VENV)/.installed
