@@ -17,6 +17,24 @@ HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_HALF = math.log(0.5)
 
 
+def lead(x: ArrayLike, ndim: int) -> jax.Array:
+    """``x`` reshaped to rank ``ndim`` by prepending size-1 axes (explicit rank promotion).
+
+    Raises:
+      ValueError: if ``x`` already has more than ``ndim`` dimensions.
+    """
+    x = jnp.asarray(x)
+    if x.ndim > ndim:
+        raise ValueError(f"cannot promote an array of rank {x.ndim} (shape {x.shape}) to rank {ndim}.")
+    return jnp.reshape(x, (1,) * (ndim - x.ndim) + x.shape)
+
+
+def same_rank(*xs: ArrayLike) -> list[jax.Array]:
+    """The arrays ``xs`` promoted (with :func:`lead`) to the largest rank among them."""
+    n = max(jnp.ndim(x) for x in xs)
+    return [lead(x, n) for x in xs]
+
+
 def log_ndtr(x: ArrayLike) -> jax.Array:
     r""":math:`\log\Phi(x)`, the log standard-normal CDF.
 

@@ -24,16 +24,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks
-
-
-def _lead(x: ArrayLike, ndim: int) -> jax.Array:
-    x = jnp.asarray(x)
-    return jnp.reshape(x, (1,) * max(ndim - x.ndim, 0) + x.shape)
-
-
-def _same_rank(*xs: ArrayLike) -> list[jax.Array]:
-    n = max(jnp.ndim(x) for x in xs)
-    return [_lead(x, n) for x in xs]
+from jaxvae.distributions._math import same_rank
 
 
 # ------------------------------------------------------------------------ scaled sigmoid
@@ -42,7 +33,7 @@ def scaled_sigmoid_log_det(u: ArrayLike, low: ArrayLike, high: ArrayLike) -> jax
 
     ``log_sigmoid(+-u)`` rather than ``log(sigma(u)(1 - sigma(u)))`` keeps it finite for large ``|u|``.
     """
-    u, low, high = _same_rank(u, low, high)
+    u, low, high = same_rank(u, low, high)
     terms = jnp.log(high - low) + jax.nn.log_sigmoid(u) + jax.nn.log_sigmoid(-u)
     return jnp.sum(jnp.broadcast_to(terms, jnp.broadcast_shapes(u.shape, low.shape, high.shape)), axis=-1)
 
@@ -79,7 +70,7 @@ class ScaledSigmoid:
             )
 
     def forward(self, u: ArrayLike) -> jax.Array:
-        u, low, high = _same_rank(u, self.low, self.high)
+        u, low, high = same_rank(u, self.low, self.high)
         return low + (high - low) * jax.nn.sigmoid(u)
 
     def inverse(self, z: ArrayLike) -> jax.Array:
@@ -93,7 +84,7 @@ class ScaledSigmoid:
         if zh is not None and _checks.is_concrete(self.low) and _checks.is_concrete(self.high):
             if np.any(zh < np.asarray(self.low)) or np.any(zh > np.asarray(self.high)):
                 raise ValueError("`z` must lie inside the box [`low`, `high`].")
-        z, low, high = _same_rank(z, self.low, self.high)
+        z, low, high = same_rank(z, self.low, self.high)
         p = (z - low) / (high - low)
         return jnp.log(p) - jnp.log1p(-p)
 

@@ -163,15 +163,22 @@ class Concrete:
         return hard + (y - jax.lax.stop_gradient(y))
 
     def log_prob(self, y: ArrayLike) -> jax.Array:
-        """Concrete log-density of simplex points ``y`` (``-inf`` where an entry is 0); shape ``... batch_shape``.
+        """Concrete log-density of simplex points ``y``; shape ``broadcast(y.shape[:-1], batch_shape)``.
 
-        Prefer :meth:`log_prob_log_sample` for samples drawn at low temperature.
+        The support is the open simplex: a point with an entry ``<= 0`` (e.g. a sample whose entry
+        underflowed to 0) scores ``-inf``, with a zero gradient. (The formula itself would give
+        ``inf - inf = NaN`` there, since ``log y_i = -inf`` enters both sums.) Prefer
+        :meth:`log_prob_log_sample` for samples drawn at low temperature.
 
         Raises:
           ValueError: (eagerly) if the last axis of ``y`` is not ``C`` or the shapes do not broadcast.
         """
         self._check_event("y", y)
-        return concrete_log_prob_log_sample(jnp.log(y), self.logits, self.temperature)
+        y = jnp.asarray(y)
+        inside = y > 0
+        log_y = jnp.where(inside, jnp.log(jnp.where(inside, y, 1.0)), 0.0)  # double where: no NaN gradient
+        log_p = concrete_log_prob_log_sample(log_y, self.logits, self.temperature)
+        return jnp.where(jnp.all(inside, axis=-1), log_p, -jnp.inf)
 
     def log_prob_log_sample(self, log_y: ArrayLike) -> jax.Array:
         """Concrete log-density of ``y = exp(log_y)``, from ``log_y`` (finite even where ``y`` underflows).

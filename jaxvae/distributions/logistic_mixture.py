@@ -42,15 +42,11 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks
+from jaxvae.distributions._math import lead
 from jaxvae.typing import PRNGKey, Shape
 
 MIN_LOG_SCALE = -30.0
 _SMALL_WIDTH = 1e-3
-
-
-def _lead(x: ArrayLike, ndim: int) -> jax.Array:
-    x = jnp.asarray(x)
-    return jnp.reshape(x, (1,) * (ndim - x.ndim) + x.shape)
 
 
 def _log_one_minus_exp_neg(delta: jax.Array, log_delta: jax.Array) -> jax.Array:
@@ -88,8 +84,8 @@ def discretized_logistic_mixture_log_prob(
     r"""``[...]``: :math:`\log \sum_k \pi_k P_k(x)` for ``x [...]`` and parameters ``[..., K]``."""
     xk = jnp.asarray(x)[..., None]
     n = max(xk.ndim, jnp.ndim(logit_probs), jnp.ndim(means), jnp.ndim(log_scales))
-    comp = logistic_bin_log_prob(_lead(xk, n), _lead(means, n), _lead(log_scales, n), num_bins=num_bins)
-    log_w = _lead(jax.nn.log_softmax(logit_probs, axis=-1), n)
+    comp = logistic_bin_log_prob(lead(xk, n), lead(means, n), lead(log_scales, n), num_bins=num_bins)
+    log_w = lead(jax.nn.log_softmax(logit_probs, axis=-1), n)
     return jax.nn.logsumexp(log_w + comp, axis=-1)
 
 
@@ -185,7 +181,7 @@ class DiscretizedLogisticMixture:
         """``[...]`` exact mean of the discretised distribution (sums over the bins)."""
         dtype = jnp.result_type(self.means, self.log_scales, float)
         v = bin_values(self.num_bins, dtype)
-        return jnp.sum(jnp.exp(self.bin_log_probs()) * _lead(v, len(self.batch_shape) + 1), axis=-1)
+        return jnp.sum(jnp.exp(self.bin_log_probs()) * lead(v, len(self.batch_shape) + 1), axis=-1)
 
     def sample(self, key: PRNGKey, sample_shape: Shape = ()) -> jax.Array:
         """Exact sample on the grid, shape ``sample_shape + batch_shape``.
@@ -198,9 +194,9 @@ class DiscretizedLogisticMixture:
         k = self.num_components
         n = len(shape) + 1
         full = shape + (k,)
-        logits = jnp.broadcast_to(_lead(self.logit_probs, n), full)
-        means = jnp.broadcast_to(_lead(self.means, n), full)
-        log_scales = jnp.broadcast_to(_lead(jnp.maximum(self.log_scales, MIN_LOG_SCALE), n), full)
+        logits = jnp.broadcast_to(lead(self.logit_probs, n), full)
+        means = jnp.broadcast_to(lead(self.means, n), full)
+        log_scales = jnp.broadcast_to(lead(jnp.maximum(self.log_scales, MIN_LOG_SCALE), n), full)
         k_c, k_l = jax.random.split(key)
         c = jax.random.categorical(k_c, logits, axis=-1)[..., None]
         mu = jnp.take_along_axis(means, c, axis=-1)[..., 0]

@@ -26,16 +26,9 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks
+from jaxvae.distributions._math import lead
 from jaxvae.distributions.normal import Normal, normal_log_prob
 from jaxvae.typing import PRNGKey, Shape
-
-
-def lead(x: ArrayLike, ndim: int) -> jax.Array:
-    """Reshape ``x`` to rank ``ndim`` by prepending size-1 axes (explicit rank promotion)."""
-    x = jnp.asarray(x)
-    if x.ndim > ndim:
-        raise ValueError(f"cannot lower rank {x.ndim} to {ndim}")
-    return jnp.reshape(x, (1,) * (ndim - x.ndim) + x.shape)
 
 
 def mixture_log_prob(x: ArrayLike, logits: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> jax.Array:

@@ -36,11 +36,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks
-from jaxvae.distributions.mixture import MixtureNormal, lead
+from jaxvae.distributions._math import HALF_LOG_2PI, lead, same_rank
+from jaxvae.distributions.mixture import MixtureNormal
 from jaxvae.distributions.normal import Normal, kl_normal_normal, normal_log_prob
 from jaxvae.typing import PRNGKey
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 Target = Normal | MixtureNormal
 
@@ -107,12 +106,7 @@ def _pairwise_kl(q: MixtureNormal, p: MixtureNormal) -> jax.Array:
 def _entropies(q: MixtureNormal) -> jax.Array:
     """``[..., C]`` differential entropies of the components."""
     _, _, s = q._params()
-    return jnp.sum(jnp.log(s) + 0.5 * (_LOG_2PI + 1.0), axis=-1)
-
-
-def _mean_lead(*xs: jax.Array) -> list[jax.Array]:
-    n = max(jnp.ndim(x) for x in xs)
-    return [lead(x, n) for x in xs]
+    return jnp.sum(jnp.log(s) + (HALF_LOG_2PI + 0.5), axis=-1)
 
 
 # ---------------------------------------------------------------------- estimators
@@ -181,12 +175,12 @@ def kl_variational(q: MixtureNormal, p: Target) -> jax.Array:
     log_om = pm.log_weights()  # [..., Cb]
     kl_qq = _pairwise_kl(q, q)  # [..., Ca, Ca]
     kl_qp = _pairwise_kl(q, pm)  # [..., Ca, Cb]
-    li, k1 = _mean_lead(log_pi[..., None, :], kl_qq)
+    li, k1 = same_rank(log_pi[..., None, :], kl_qq)
     num = jax.nn.logsumexp(li - k1, axis=-1)
-    lo, k2 = _mean_lead(log_om[..., None, :], kl_qp)
+    lo, k2 = same_rank(log_om[..., None, :], kl_qp)
     den = jax.nn.logsumexp(lo - k2, axis=-1)
-    num, den = _mean_lead(num, den)
-    w, d = _mean_lead(jnp.exp(log_pi), num - den)
+    num, den = same_rank(num, den)
+    w, d = same_rank(jnp.exp(log_pi), num - den)
     return jnp.sum(w * d, axis=-1)
 
 
@@ -206,21 +200,21 @@ def kl_upper_bound(q: MixtureNormal, p: Target) -> jax.Array:
     _check_pair(q, p)
     if isinstance(p, Normal):
         kl_i = _pairwise_kl(q, _as_mixture(p))[..., 0]  # [..., C]
-        w, k = _mean_lead(q.weights(), kl_i)
+        w, k = same_rank(q.weights(), kl_i)
         return jnp.sum(w * k, -1)
     if p.num_components != q.num_components:
         raise ValueError(
             f"`p` must have the same number of components as `q` for the matched bound; "
             f"got {p.num_components} and {q.num_components}."
         )
-    log_pi, log_om = _mean_lead(q.log_weights(), p.log_weights())
+    log_pi, log_om = same_rank(q.log_weights(), p.log_weights())
     kl_cat = jnp.sum(jnp.exp(log_pi) * (log_pi - log_om), -1)
     _, lq, sq = q._params()
     _, lp, sp = p._params()
-    lq, lp = _mean_lead(lq, lp)
-    sq, sp = _mean_lead(sq, sp)
+    lq, lp = same_rank(lq, lp)
+    sq, sp = same_rank(sq, sp)
     kl_i = jnp.sum(kl_normal_normal(Normal(lq, sq), Normal(lp, sp)), -1)
-    w, k = _mean_lead(jnp.exp(log_pi), kl_i)
+    w, k = same_rank(jnp.exp(log_pi), kl_i)
     return kl_cat + jnp.sum(w * k, -1)
 
 
@@ -242,7 +236,7 @@ def kl_lower_bound(q: MixtureNormal, p: Target) -> jax.Array:
     log_pi = q.log_weights()
     h = _entropies(q)  # [..., Ca]
     kl_qq = _pairwise_kl(q, q)
-    li, k1, hh = _mean_lead(log_pi[..., None, :], kl_qq, h[..., :, None])
+    li, k1, hh = same_rank(log_pi[..., None, :], kl_qq, h[..., :, None])
     l_q = jnp.sum(jnp.exp(log_pi) * jax.nn.logsumexp(li - k1 - hh, -1), -1)
     mm = q.moment_matched()
     neg_h_mm = -jnp.sum(mm.entropy(), -1)
@@ -257,8 +251,8 @@ def kl_lower_bound(q: MixtureNormal, p: Target) -> jax.Array:
         la4, sa4 = lead(la[..., :, None, :], n), lead(sa[..., :, None, :], n)
         lb4, sb4 = lead(lb[..., None, :, :], n), lead(sb[..., None, :, :], n)
         log_z = jnp.sum(normal_log_prob(la4, lb4, jnp.sqrt(jnp.square(sa4) + jnp.square(sb4))), -1)
-        lo, lz = _mean_lead(log_om[..., None, :], log_z)
-        w, t = _mean_lead(jnp.exp(log_pi), jax.nn.logsumexp(lo + lz, -1))
+        lo, lz = same_rank(log_om[..., None, :], log_z)
+        w, t = same_rank(jnp.exp(log_pi), jax.nn.logsumexp(lo + lz, -1))
         cross = jnp.sum(w * t, -1)  # >= E_q log p
     return jnp.maximum(neg_h - cross, 0.0)
 
@@ -268,7 +262,7 @@ def _cross_entropy_normal(q: MixtureNormal, p: Normal) -> jax.Array:
     m, v = q.mean(), q.variance()
     n = max(m.ndim, p.loc.ndim, p.scale.ndim)
     m, v, loc, scale = lead(m, n), lead(v, n), lead(p.loc, n), lead(p.scale, n)
-    return jnp.sum(jnp.log(scale) + 0.5 * _LOG_2PI + 0.5 * (v + jnp.square(m - loc)) / jnp.square(scale), -1)
+    return jnp.sum(jnp.log(scale) + HALF_LOG_2PI + 0.5 * (v + jnp.square(m - loc)) / jnp.square(scale), -1)
 
 
 def kl_moment_matched(q: MixtureNormal, p: Target) -> jax.Array:

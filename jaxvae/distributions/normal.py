@@ -7,16 +7,14 @@ dimensions: ``log_prob`` keeps the input shape; objectives sum over event axes e
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks
+from jaxvae.distributions._math import HALF_LOG_2PI
 from jaxvae.typing import PRNGKey, Shape
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _broadcast(*arrays: ArrayLike) -> list[jax.Array]:
@@ -29,13 +27,13 @@ def normal_log_prob(x: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> jax.Array
     r"""Elementwise :math:`\log N(x; \mu, \sigma^2) = -\tfrac12 ((x-\mu)/\sigma)^2 - \log\sigma - \tfrac12\log 2\pi`."""
     x, loc, scale = _broadcast(x, loc, scale)
     z = (x - loc) / scale
-    return -0.5 * jnp.square(z) - jnp.log(scale) - _HALF_LOG_2PI
+    return -0.5 * jnp.square(z) - jnp.log(scale) - HALF_LOG_2PI
 
 
 def normal_log_prob_logvar(x: ArrayLike, loc: ArrayLike, log_var: ArrayLike) -> jax.Array:
     """Elementwise Normal log-density parameterised by ``log_var = log sigma^2`` (no exp/log round trip)."""
     x, loc, log_var = _broadcast(x, loc, log_var)
-    return -0.5 * (jnp.square(x - loc) * jnp.exp(-log_var) + log_var) - _HALF_LOG_2PI
+    return -0.5 * (jnp.square(x - loc) * jnp.exp(-log_var) + log_var) - HALF_LOG_2PI
 
 
 @jax.tree_util.register_dataclass
@@ -86,7 +84,7 @@ class Normal:
 
     def entropy(self) -> jax.Array:
         r""":math:`H = \tfrac12 \log(2\pi e \sigma^2)`, elementwise."""
-        return jnp.broadcast_to(jnp.log(self.scale) + _HALF_LOG_2PI + 0.5, self.batch_shape)
+        return jnp.broadcast_to(jnp.log(self.scale) + HALF_LOG_2PI + 0.5, self.batch_shape)
 
 
 def kl_normal_normal(q: Normal, p: Normal) -> jax.Array:

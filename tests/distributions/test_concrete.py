@@ -244,3 +244,15 @@ def test_bad_inputs_raise():
             exponential_decay_temperature(**kwargs)
     with pytest.raises(ValueError, match="`tau`"):
         constant_temperature(-0.5)
+
+
+def test_log_prob_of_an_underflowed_sample_is_minus_inf_not_nan():
+    """A sample whose entry underflowed to 0 lies outside the open simplex: -inf, with a zero gradient."""
+    q = Concrete(jnp.array([0.3, -0.2, 0.1]), 0.5)
+    y = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    lp = q.log_prob(y)
+    assert lp.shape == (3,)
+    assert np.isneginf(lp[0]) and np.isneginf(lp[1])
+    np.testing.assert_allclose(lp[2], q.log_prob_log_sample(jnp.log(y[2])), rtol=1e-6)
+    g = jax.grad(lambda logits: jnp.sum(jnp.where(jnp.isfinite(lp), Concrete(logits, 0.5).log_prob(y), 0.0)))(q.logits)
+    assert np.all(np.isfinite(g))
