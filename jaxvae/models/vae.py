@@ -41,16 +41,17 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
-from jaxvae.distributions import _checks
+from jaxvae.config import as_shape, as_widths, check_nonnegative, check_one_of, check_positive_int, set_field
 from jaxvae.distributions.bernoulli import bernoulli_log_prob
-from jaxvae.distributions.normal import Normal, kl_normal_std
+from jaxvae.distributions.normal import Normal, kl_normal_std, normal_log_prob, normal_log_prob_logvar
+from jaxvae.models.common import as_key, check_images, get_entry, loss_output, per_example, variables
 from jaxvae.nets.conv import ConvDecoder, ConvEncoder
 from jaxvae.nets.heads import SCALE_PARAMS, GaussianHead
 from jaxvae.nets.mlp import ACTIVATIONS, MLP
@@ -58,7 +59,6 @@ from jaxvae.objectives.elbo import ElboTerms, elbo
 from jaxvae.train.state import LossOutput
 from jaxvae.typing import PRNGKey, PyTree
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 ARCHS = ("mlp", "conv")
 KLS = ("analytic", "mc")
 LIKELIHOODS = ("bernoulli",)
@@ -96,29 +96,17 @@ class Config:
     conv_channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self):
-        # Normalise sequences to tuples so the config stays hashable.
-        for name in ("hidden", "x_shape", "conv_channels"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        if self.arch not in ARCHS:
-            raise ValueError(f"`arch` must be one of {ARCHS}; got {self.arch!r}.")
-        if self.kl not in KLS:
-            raise ValueError(f"`kl` must be one of {KLS}; got {self.kl!r}.")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}; got {self.likelihood!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
-        if self.scale_param not in SCALE_PARAMS:
-            raise ValueError(f"`scale_param` must be one of {SCALE_PARAMS}; got {self.scale_param!r}.")
-        if int(self.latent_dim) <= 0:
-            raise ValueError(f"`latent_dim` must be a positive int; got {self.latent_dim!r}.")
-        if not self.hidden or min(self.hidden) <= 0:
-            raise ValueError(f"`hidden` must be a non-empty tuple of positive widths; got {self.hidden!r}.")
-        if not self.x_shape or min(self.x_shape) <= 0:
-            raise ValueError(f"`x_shape` must be a non-empty tuple of positive sizes; got {self.x_shape!r}.")
-        if not (float(self.beta) >= 0.0 and math.isfinite(float(self.beta))):
-            raise ValueError(f"`beta` must be finite and >= 0; got {self.beta!r}.")
-        if not float(self.min_scale) >= 0.0:
-            raise ValueError(f"`min_scale` must be >= 0; got {self.min_scale!r}.")
+        set_field(self, "hidden", as_widths("hidden", self.hidden))
+        set_field(self, "x_shape", as_shape("x_shape", self.x_shape))
+        set_field(self, "conv_channels", as_widths("conv_channels", self.conv_channels))
+        check_one_of("arch", self.arch, ARCHS)
+        check_one_of("kl", self.kl, KLS)
+        check_one_of("likelihood", self.likelihood, LIKELIHOODS)
+        check_one_of("activation", self.activation, tuple(ACTIVATIONS))
+        check_one_of("scale_param", self.scale_param, SCALE_PARAMS)
+        check_positive_int("latent_dim", self.latent_dim)
+        check_nonnegative("beta", self.beta)
+        check_nonnegative("min_scale", self.min_scale)
         if self.arch == "conv":
             f = 2 ** len(self.conv_channels)
             if len(self.x_shape) != 3 or self.x_shape[0] % f or self.x_shape[1] % f:
@@ -126,10 +114,6 @@ class Config:
                     f"`x_shape` must be (H, W, C) with H, W divisible by {f} for arch='conv' "
                     f"(e.g. (28, 28, 1)); got {self.x_shape!r}."
                 )
-
-    @property
-    def event_ndims(self) -> int:
-        return len(self.x_shape)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -166,7 +150,7 @@ class VAE(nn.Module):
         """``x [..., *x_shape] -> (loc [..., D], log_var [..., D])``."""
         c = self.config
         if c.arch == "mlp":
-            lead = x.shape[: x.ndim - c.event_ndims]
+            lead = x.shape[: x.ndim - len(c.x_shape)]
             x = x.reshape(lead + (math.prod(c.x_shape),))
         return self.head(self.encoder(x))
 
@@ -185,139 +169,101 @@ class VAE(nn.Module):
         return self.decode(loc)
 
 
-# ----------------------------------------------------------------------------- validation
+# ----------------------------------------------------------------------------- the objective
 
 
-def check_x(x: ArrayLike, config: Config, name: str = "x") -> jax.Array:
-    """Validate a batch ``x [B, *config.x_shape]`` of floats (values in [0, 1] when concrete).
+class Terms(NamedTuple):
+    """Per-example ELBO terms (each ``[B]``).
 
-    Shape and dtype are checked always (they are static under ``jit``); values only when concrete.
-
-    Raises:
-      ValueError: naming ``name`` and the expected shape / dtype / range.
+    Attributes:
+      log_px_z: ``log p(x | z)`` at one reparameterised ``z ~ q(z|x)``, summed over the pixels.
+      kl: ``KL(q(z|x) || p(z))``: closed form (``kl="analytic"``) or ``log q(z|x) - log p(z)`` at the
+        same ``z`` (``kl="mc"``).
+      elbo: ``log_px_z - kl``.
     """
-    shape = tuple(np.shape(x))
-    want = (-1,) + config.x_shape
-    n = config.event_ndims
-    if len(shape) != n + 1 or shape[1:] != config.x_shape:
-        raise ValueError(f"`{name}` must have shape [B, *x_shape] = {want} (B = batch); got shape {shape}.")
-    dtype = getattr(x, "dtype", None)
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(
-            f"`{name}` must be a floating array (e.g. float32 in [0, 1]); got dtype {dtype}. "
-            f"Convert with `jaxvae.data.mnist.to_unit_float` or `x.astype(jnp.float32)`."
-        )
-    _checks.check_probability(name, x)
-    return jnp.asarray(x)
+
+    log_px_z: jax.Array
+    kl: jax.Array
+    elbo: jax.Array
 
 
-def _check_num_samples(num_samples) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive Python int (a static shape); got {num_samples!r}.")
-    return int(num_samples)
+def _sample_latents(key: PRNGKey, loc: jax.Array, log_var: jax.Array, num_samples: int) -> jax.Array:
+    """``z = loc + sigma * eps``, ``eps ~ N(0, I)``: ``[num_samples, B, D]``."""
+    return Normal(loc, jnp.exp(0.5 * log_var)).sample(key, (num_samples,))
 
 
-# ----------------------------------------------------------------------------- maths
-
-
-def _variables(params: PyTree, model_state: PyTree | None) -> dict:
-    return {"params": params, **(model_state or {})}
-
-
-def _reparam(key: PRNGKey, loc: jax.Array, log_var: jax.Array, num_samples: int):
-    """``z = loc + sigma * eps`` with ``eps ~ N(0, I)`` of shape ``[K, B, D]``; returns ``(z, eps)``."""
-    eps = jax.random.normal(key, (num_samples,) + loc.shape, dtype=loc.dtype)
-    z = loc[None] + jnp.exp(0.5 * log_var)[None] * eps
-    return z, eps
-
-
-def _log_qz_x(eps: jax.Array, log_var: jax.Array) -> jax.Array:
-    """``log q(z|x)`` summed over D at ``z = loc + sigma * eps``: ``sum_d -eps^2/2 - log_var/2 - log(2 pi)/2``."""
-    return jnp.sum(-0.5 * jnp.square(eps) - 0.5 * log_var[None] - _HALF_LOG_2PI, axis=-1)
-
-
-def _log_pz(z: jax.Array) -> jax.Array:
-    """``log N(z; 0, I)`` summed over the last axis."""
-    return jnp.sum(-0.5 * jnp.square(z) - _HALF_LOG_2PI, axis=-1)
-
-
-def _log_px_z(config: Config, logits: jax.Array, x: jax.Array) -> jax.Array:
-    """``log p(x|z)`` summed over the event axes; ``logits [K, B, *x_shape]``, ``x [B, *x_shape]``."""
+def _log_weights_parts(model: VAE, vs: dict, x: jax.Array, key: PRNGKey, num_samples: int):
+    """``(loc, log_var, z [K, B, D], log p(x|z) [K, B])`` for ``K = num_samples`` draws of q(z|x)."""
+    loc, log_var = model.apply(vs, x, method=VAE.encode_params)
+    z = _sample_latents(key, loc, log_var, num_samples)
+    logits = model.apply(vs, z, method=VAE.decode)
     lp = bernoulli_log_prob(x[None], logits)
-    return jnp.sum(lp, axis=tuple(range(2, lp.ndim)))
+    return loc, log_var, z, jnp.sum(lp, axis=tuple(range(2, lp.ndim)))
 
 
-def elbo_terms(config: Config, params: PyTree, model_state: PyTree, x: jax.Array, key: PRNGKey) -> dict:
-    """Per-example ELBO terms with one reparameterised sample.
+def _log_q_minus_log_p(z: jax.Array, loc: jax.Array, log_var: jax.Array) -> jax.Array:
+    """``log q(z|x) - log p(z)`` summed over D, ``[K, B]``."""
+    log_q = jnp.sum(normal_log_prob_logvar(z, loc[None], log_var[None]), axis=-1)
+    return log_q - jnp.sum(normal_log_prob(z, 0.0, 1.0), axis=-1)
+
+
+def objective_terms(
+    config: Config, params: PyTree, model_state: PyTree, batch: dict, key: PRNGKey, *, train: bool = True
+) -> tuple[Terms, PyTree]:
+    r"""The ELBO's terms for ``batch["x"]`` ``[B, *x_shape]`` (floats in [0, 1]), one sample of z each.
+
+    .. math:: \mathrm{ELBO}(x) = \log p(x \mid z) - KL(q(z \mid x) \,\|\, p(z)),
+              \quad z = \mu(x) + \sigma(x)\,\epsilon
 
     Returns:
-      dict of ``[B]`` arrays: ``log_px_z``, ``kl`` (analytic or MC per ``config.kl``) and
-      ``elbo = log_px_z - kl``.
+      ``(Terms, model_state)``; this model has no batch statistics, so ``train`` changes nothing and
+      ``model_state`` comes back unchanged.
     """
+    del train
+    x = _get_x(batch, config)
     model = VAE(config)
-    variables = _variables(params, model_state)
-    loc, log_var = model.apply(variables, x, method=VAE.encode_params)
-    z, eps = _reparam(key, loc, log_var, 1)
-    logits = model.apply(variables, z, method=VAE.decode)
-    log_px_z = _log_px_z(config, logits, x)[0]
+    loc, log_var, z, log_px_z = _log_weights_parts(model, variables(params, model_state), x, key, 1)
     if config.kl == "analytic":
         kl = jnp.sum(kl_normal_std(loc, log_var), axis=-1)
     else:
-        kl = (_log_qz_x(eps, log_var) - _log_pz(z))[0]
-    return {"elbo": elbo(ElboTerms(log_px_z, kl)), "log_px_z": log_px_z, "kl": kl}
-
-
-# ----------------------------------------------------------------------------- public API
-
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _init(config: Config, key: PRNGKey) -> dict:
-    return VAE(config).init(key, jnp.zeros((1,) + config.x_shape, jnp.float32))
-
-
-def init(config: Config, key: PRNGKey) -> tuple[PyTree, PyTree]:
-    """Initialise ``(params, model_state)``; ``model_state`` is ``{}`` (no batch statistics).
-
-    Jitted (one compile per config): eager Linen init compiles every initializer op separately.
-    """
-    if not isinstance(config, Config):
-        raise ValueError(f"`config` must be a jaxvae.models.vae.Config; got {type(config).__name__}.")
-    variables = dict(_init(config, key))
-    params = variables.pop("params")
-    return params, variables
+        kl = _log_q_minus_log_p(z, loc, log_var)[0]
+    log_px_z = log_px_z[0]
+    return Terms(log_px_z, kl, elbo(ElboTerms(log_px_z, kl))), model_state
 
 
 def _get_x(batch: dict, config: Config) -> jax.Array:
-    if not isinstance(batch, dict) or "x" not in batch:
-        keys = list(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"`batch` must be a dict with key 'x' of shape [B, *{config.x_shape}]; got {keys}.")
-    return check_x(batch["x"], config, name="x")
+    return check_images(get_entry(batch, "x", f"[B, *{config.x_shape}] in [0, 1]"), config.x_shape)
 
 
 def make_loss_fn(config: Config) -> Callable:
     """The engine's ``loss_fn(params, model_state, batch, key) -> LossOutput``.
 
-    ``loss = -mean_B(log_px_z - beta * kl)``; metrics (batch means): ``elbo`` (beta = 1),
-    ``log_px_z``, ``kl``. ``batch["x"]``: ``[B, *config.x_shape]`` floats in [0, 1].
+    ``loss = -mean_B(log_px_z - beta * kl)``; metrics (batch means): ``elbo`` (beta = 1), ``log_px_z``, ``kl``.
     """
 
     def loss_fn(params, model_state, batch, key) -> LossOutput:
-        x = _get_x(batch, config)
-        t = elbo_terms(config, params, model_state, x, key)
-        loss = -jnp.mean(elbo(ElboTerms(t["log_px_z"], t["kl"]), beta=config.beta))
-        metrics = {k: jnp.mean(v) for k, v in t.items()}
-        return LossOutput(loss=loss, metrics=metrics, model_state=model_state)
+        t, model_state = objective_terms(config, params, model_state, batch, key)
+        return loss_output(elbo(ElboTerms(t.log_px_z, t.kl), beta=config.beta), t, model_state)
 
     return loss_fn
 
 
 def make_eval_fn(config: Config) -> Callable:
-    """The engine's ``eval_fn(params, model_state, batch, key) -> {'elbo', 'log_px_z', 'kl'}`` (each ``[B]``)."""
+    """The engine's ``eval_fn(params, model_state, batch, key) -> {'log_px_z', 'kl', 'elbo'}`` (each ``[B]``)."""
 
     def eval_fn(params, model_state, batch, key) -> dict:
-        return elbo_terms(config, params, model_state, _get_x(batch, config), key)
+        return per_example(objective_terms(config, params, model_state, batch, key, train=False)[0])
 
     return eval_fn
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+
+
+def _check_num_samples(num_samples, name: str = "num_samples") -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"`{name}` must be a positive Python int (a static shape); got {num_samples!r}.")
+    return num_samples
 
 
 def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree | None = None) -> Callable:
@@ -325,33 +271,44 @@ def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree | Non
 
     ``log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``z_k ~ q(z|x)``. The encoder runs once
     on ``x``; the decoder runs once on all ``num_samples x B`` latents. At ``num_samples=1`` with
-    the same key it reproduces ``make_eval_fn(replace(config, kl="mc"))``'s ``elbo`` exactly (same
-    draw). ``num_samples`` must be a Python int (it is a shape).
+    the same key it reproduces ``make_eval_fn(replace(config, kl="mc"))``'s ``elbo`` (same draw).
+    ``num_samples`` must be a Python int (it is a shape).
     """
-    model = VAE(config)
-    variables = _variables(params, model_state)
+    model, vs = VAE(config), variables(params, model_state)
 
     def log_weight_fn(key: PRNGKey, x: ArrayLike, num_samples: int) -> jax.Array:
-        x = check_x(x, config, name="x")
-        k = _check_num_samples(num_samples)
-        loc, log_var = model.apply(variables, x, method=VAE.encode_params)
-        z, eps = _reparam(key, loc, log_var, k)
-        logits = model.apply(variables, z, method=VAE.decode)
-        return _log_px_z(config, logits, x) + _log_pz(z) - _log_qz_x(eps, log_var)
+        x = check_images(x, config.x_shape)
+        loc, log_var, z, log_px_z = _log_weights_parts(model, vs, x, key, _check_num_samples(num_samples))
+        return log_px_z - _log_q_minus_log_p(z, loc, log_var)
 
     return log_weight_fn
 
 
 def make_posterior_mean_fn(config: Config, params: PyTree, model_state: PyTree | None = None) -> Callable:
     """``f(x [B, *x_shape]) -> E_q[z] [B, D]`` (for active units and probes)."""
-    model = VAE(config)
-    variables = _variables(params, model_state)
+    model, vs = VAE(config), variables(params, model_state)
 
     def posterior_mean(x: ArrayLike) -> jax.Array:
-        x = check_x(x, config, name="x")
-        return model.apply(variables, x, method=VAE.encode_params)[0]
+        return model.apply(vs, check_images(x, config.x_shape), method=VAE.encode_params)[0]
 
     return posterior_mean
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _init(config: Config, key: PRNGKey) -> dict:
+    return VAE(config).init(key, jnp.zeros((1,) + config.x_shape, jnp.float32))
+
+
+def init(config: Config, key) -> tuple[PyTree, PyTree]:
+    """Initialise ``(params, model_state)`` from a key or an int seed; ``model_state`` is ``{}``.
+
+    Jitted (one compile per config): eager Linen init compiles every initializer op separately.
+    """
+    if not isinstance(config, Config):
+        raise ValueError(f"`config` must be a jaxvae.models.vae.Config; got {type(config).__name__}.")
+    vs = dict(_init(config, as_key(key)))
+    params = vs.pop("params")
+    return params, vs
 
 
 def _as_images(config: Config, probs: jax.Array) -> jax.Array:
@@ -364,9 +321,9 @@ def _sample_images(config, params, key, n):
     return jax.nn.sigmoid(VAE(config).apply({"params": params}, z, method=VAE.decode))
 
 
-def sample_images(config: Config, params: PyTree, key: PRNGKey, n: int) -> jax.Array:
+def sample_images(config: Config, params: PyTree, key, n: int) -> jax.Array:
     """Decoder means ``sigmoid(decode(z))``, ``z ~ p(z)``: ``[n, *image_shape]`` in [0, 1]."""
-    return _as_images(config, _sample_images(config, params, key, _check_num_samples(n)))
+    return _as_images(config, _sample_images(config, params, as_key(key), _check_num_samples(n, "n")))
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -378,4 +335,4 @@ def _reconstruct(config, params, x):
 
 def reconstruct(config: Config, params: PyTree, x: ArrayLike) -> jax.Array:
     """Decoder means at the posterior mean, ``sigmoid(decode(E_q[z]))``: ``[B, *image_shape]`` in [0, 1]."""
-    return _as_images(config, _reconstruct(config, params, check_x(x, config, name="x")))
+    return _as_images(config, _reconstruct(config, params, check_images(x, config.x_shape)))

@@ -34,11 +34,15 @@ class GaussianHead(nn.Module):
       latent_dim: D, the number of latent units.
       scale_param: ``"softplus"`` (default) or ``"log_var"``; see the module docstring.
       min_scale: lower bound on ``sigma`` under ``"softplus"``.
+      init_scale: ``"softplus"`` only: the scale layer's bias starts at ``softplus^{-1}(init_scale)``,
+        so that ``sigma`` starts near ``init_scale + min_scale``; ``None`` starts the bias at 0
+        (``sigma`` near ``log 2``).
     """
 
     latent_dim: int
     scale_param: str = "softplus"
     min_scale: float = 1e-4
+    init_scale: float | None = None
 
     @nn.compact
     def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -46,8 +50,16 @@ class GaussianHead(nn.Module):
             raise ValueError(f"`scale_param` must be one of {SCALE_PARAMS}; got {self.scale_param!r}.")
         if int(self.latent_dim) <= 0:
             raise ValueError(f"`latent_dim` must be a positive int; got {self.latent_dim!r}.")
+        if self.init_scale is not None and (self.scale_param != "softplus" or not self.init_scale > 0):
+            raise ValueError(
+                f"`init_scale` must be None or > 0 with scale_param='softplus'; got {self.init_scale!r} "
+                f"with scale_param={self.scale_param!r}."
+            )
         loc = nn.Dense(int(self.latent_dim), name="loc")(h)
-        raw = nn.Dense(int(self.latent_dim), name="scale")(h)
+        bias_init = nn.initializers.zeros
+        if self.init_scale is not None:  # softplus^{-1}(s) = log(expm1(s))
+            bias_init = nn.initializers.constant(math.log(math.expm1(self.init_scale)))
+        raw = nn.Dense(int(self.latent_dim), bias_init=bias_init, name="scale")(h)
         if self.scale_param == "log_var":
             return loc, raw
         scale = jax.nn.softplus(raw) + self.min_scale

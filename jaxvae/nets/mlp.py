@@ -39,27 +39,33 @@ def get_activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
 class MLP(nn.Module):
     """A stack of ``Dense`` layers acting on the last axis: ``[..., F_in] -> [..., features[-1]]``.
 
-    Every hidden layer is followed by ``activation``; the last one only if ``activate_final``.
-    Leading axes are batch axes of any number (e.g. ``[K, B, D]`` for K latent samples), so one
-    matmul of ``K*B`` rows serves all of them: they are flattened to one axis before the first layer
-    and restored after the last. (With two or more leading axes, the weight gradient of a ``Dense``
-    contracts over several axes, and XLA:CPU then copies the incoming gradient into a transposed
-    layout before the product: without those three copies the benchmark VAE's batch-8192 train
-    step, whose sample axis is ``K = 1``, runs 1.15x faster (median of five runs on the 2-core CPU,
-    ``benchmarks/README.md``, fifth round).)
+    Layer ``i`` is ``Dense -> [BatchNorm] -> activation``; the last layer is activated (and
+    normalised) only if ``activate_final``. Leading axes are batch axes of any number (e.g.
+    ``[K, B, D]`` for K latent samples), so one matmul of ``K*B`` rows serves all of them: they are
+    flattened to one axis before the first layer and restored after the last. (With two or more
+    leading axes, the weight gradient of a ``Dense`` contracts over several axes and XLA:CPU copies
+    the incoming gradient into a transposed layout before the product; with one, it does not.)
 
     Attributes:
       features: output width of each layer, e.g. ``(500, 500, 784)``; must be non-empty.
       activation: a name from ``ACTIVATIONS`` or a callable.
-      activate_final: apply the activation after the last layer too.
+      activate_final: apply the activation (and batch normalisation) after the last layer too.
+      batch_norm: batch-normalise every activated layer (its ``Dense`` then has no bias); the
+        statistics live in the ``batch_stats`` collection and ``train`` selects batch statistics
+        (and their update) or the running averages.
+      bn_momentum: momentum of the running averages.
+      kernel_init: initialiser of every ``Dense`` kernel (Flax's default: LeCun normal).
     """
 
     features: Sequence[int]
     activation: Activation = "tanh"
     activate_final: bool = False
+    batch_norm: bool = False
+    bn_momentum: float = 0.99
+    kernel_init: Callable = nn.linear.default_kernel_init
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         if len(self.features) == 0:
             raise ValueError("`features` must list at least one layer width; got ().")
         if any(int(f) <= 0 for f in self.features):
@@ -72,7 +78,11 @@ class MLP(nn.Module):
         if x.ndim > 2:
             x = x.reshape((-1, x.shape[-1]))
         for i, width in enumerate(self.features):
-            x = nn.Dense(int(width), name=f"dense_{i}")(x)
-            if i < n - 1 or self.activate_final:
+            activated = i < n - 1 or self.activate_final
+            norm = self.batch_norm and activated
+            x = nn.Dense(int(width), use_bias=not norm, kernel_init=self.kernel_init, name=f"dense_{i}")(x)
+            if norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum, name=f"bn_{i}")(x)
+            if activated:
                 x = act(x)
         return x.reshape(lead + x.shape[-1:]) if len(lead) > 1 else x

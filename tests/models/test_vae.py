@@ -207,3 +207,24 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="beta"):
         vae.Config(beta=-1.0)
     assert hash(vae.Config(hidden=[10, 10])) == hash(vae.Config(hidden=(10, 10)))
+
+
+def test_objective_terms_are_per_example_and_the_loss_reduces_them():
+    params, ms = vae.init(MLP_CFG, 0)  # an int seed is a key
+    x = _data(MLP_CFG, 6)
+    terms, ms_out = vae.objective_terms(MLP_CFG, params, ms, {"x": x}, jax.random.key(1))
+    assert isinstance(terms, vae.Terms) and ms_out == ms
+    for v in terms:
+        assert v.shape == (6,)
+    np.testing.assert_allclose(terms.elbo, terms.log_px_z - terms.kl, rtol=1e-6)
+    out = vae.make_loss_fn(dataclasses.replace(MLP_CFG, beta=0.5))(params, ms, {"x": x}, jax.random.key(1))
+    np.testing.assert_allclose(out.loss, -jnp.mean(terms.log_px_z - 0.5 * terms.kl), rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["elbo"], jnp.mean(terms.elbo), rtol=1e-6)
+
+
+def test_init_takes_an_int_seed_and_refuses_other_keys():
+    a, _ = vae.init(MLP_CFG, 3)
+    b, _ = vae.init(MLP_CFG, jax.random.key(3))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    with pytest.raises(ValueError, match="`key` must be a PRNG key"):
+        vae.init(MLP_CFG, 3.0)

@@ -62,3 +62,13 @@ def test_logits_head_shape(key):
     head = LogitsHead((28, 28, 1))
     h = jnp.ones((4, 3, 6))
     assert head.apply(head.init(key, h), h).shape == (4, 3, 28, 28, 1)
+
+
+def test_init_scale_starts_sigma_there(key):
+    head = GaussianHead(4, min_scale=1e-3, init_scale=1.0)
+    h = jnp.zeros((2, 3))  # the scale layer outputs its bias
+    _, log_var = head.apply(head.init(key, h), h)
+    np.testing.assert_allclose(gaussian_scale(log_var), 1.0 + 1e-3, rtol=1e-6)
+    for bad in (dict(init_scale=0.0), dict(init_scale=1.0, scale_param="log_var")):
+        with pytest.raises(ValueError, match="`init_scale` must be None or > 0"):
+            GaussianHead(4, **bad).init(key, h)

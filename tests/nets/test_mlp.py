@@ -75,3 +75,30 @@ def test_gradient_through_sample_axis_needs_no_transposed_copy(key):
     hlo = jax.jit(jax.grad(loss)).lower(params).compile().as_text()
     transposed = [ln for ln in hlo.splitlines() if f"f32[{f},{k * b}]" in ln or f"f32[32,{k * b}]" in ln]
     assert not transposed, "\n".join(transposed)
+
+
+def test_batch_norm_layers_use_batch_statistics_in_training_and_running_averages_otherwise(key):
+    """Dense (no bias) -> BatchNorm -> activation per activated layer; train updates batch_stats."""
+    net = MLP((6, 3), activation="relu", batch_norm=True, bn_momentum=0.5)
+    x = 3.0 + 2.0 * jax.random.normal(key, (64, 4))
+    variables = net.init(key, x)
+    assert "bias" not in variables["params"]["dense_0"] and "bias" in variables["params"]["dense_1"]
+    assert set(variables["batch_stats"]) == {"bn_0"}  # the last layer is not activated, not normalised
+    _, updates = net.apply(variables, x, train=True, mutable=["batch_stats"])
+    h = x @ variables["params"]["dense_0"]["kernel"]
+    np.testing.assert_allclose(updates["batch_stats"]["bn_0"]["mean"], 0.5 * h.mean(0), rtol=1e-4, atol=1e-5)
+    # eval mode reads the running averages (initially mean 0, var 1): the layer is then the identity
+    h_eval = MLP((6,), activation="identity", activate_final=True, batch_norm=True).apply(
+        {"params": {k: variables["params"][k] for k in ("dense_0", "bn_0")}, "batch_stats": variables["batch_stats"]},
+        x,
+    )
+    np.testing.assert_allclose(h_eval, h / np.sqrt(1 + 1e-5), rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_init_is_used_by_every_layer(key):
+    from flax import linen as nn
+
+    net = MLP((5, 3), kernel_init=nn.initializers.constant(0.25))
+    params = net.init(key, jnp.ones((2, 4)))["params"]
+    for name in ("dense_0", "dense_1"):
+        np.testing.assert_array_equal(params[name]["kernel"], 0.25)
