@@ -41,22 +41,25 @@ This design ([D], ``papers.md`` §4.2-4.3, not claimed to be the paper's):
     zero scores :math:`\log\Phi(-\mu/\sigma)` under both q and p, so
     :math:`\log p(x, z) - \log q(z|x)` is a proper importance weight (the IW-NLL uses it).
 
-Scales are ``softplus(raw) + min_scale``; precision weighting is done in log space
-(:math:`w = \mathrm{sigmoid}(\log s^2 - \log\sigma^2)`, :math:`\tilde\mu = w\mu + (1-w)m`), so it is
-finite for any finite network output. Samples are drawn as :math:`z = \max(0, \mu + \sigma\epsilon)`
+Scales are ``softplus(raw) + min_scale`` (:class:`~jaxvae.nets.GaussianHead`, which hands over
+:math:`\log\sigma^2`); precision weighting is done in log space
+(:math:`w = \mathrm{sigmoid}(\log s^2 - \log\sigma^2)`, :math:`\tilde\mu = w\mu + (1-w)m`,
+:math:`\log\tilde\sigma^2 = -\mathrm{logaddexp}(-\log\sigma^2, -\log s^2)`), so it is finite for any
+finite network output. Samples are drawn as :math:`z = \max(0, \mu + \sigma\epsilon)`
 (the reparameterisation of ``RectifiedNormal``) from explicit standard-normal noise, which lets
 the figures hold the noise of all layers but one fixed.
 
-Public API: :class:`Config`, :class:`RectifiedHVAE`, :func:`init`, :func:`make_loss_fn`,
-:func:`make_eval_fn`, :func:`make_log_weight_fn`, :func:`posterior_samples`,
-:func:`posterior_conditional_means`,
-:func:`sample_images`, :func:`layer_variation_images`.
+Public API: :class:`Config`, :class:`RectifiedHVAE`, :class:`Terms`, :func:`init`,
+:func:`objective_terms`, :func:`make_loss_fn`, :func:`make_eval_fn`, :func:`make_log_weight_fn`,
+:func:`posterior_samples`, :func:`posterior_conditional_means`, :func:`sample_images`,
+:func:`layer_variation_images`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -64,22 +67,27 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxvae.config import (
+    as_shape,
+    as_widths,
+    check_in_range,
+    check_nonnegative,
+    check_one_of,
+    check_positive,
+    check_positive_int,
+    set_field,
+)
 from jaxvae.distributions.bernoulli import bernoulli_log_prob
 from jaxvae.distributions.normal import Normal, kl_normal_normal
-from jaxvae.train.state import LossOutput
+from jaxvae.distributions.rectified_normal import RectifiedNormal, kl_rectified_mc, kl_rectified_rectified
+from jaxvae.models.common import as_key, check_images, get_entry, loss_output, variables
+from jaxvae.nets.heads import GaussianHead
+from jaxvae.nets.mlp import ACTIVATIONS, MLP
 from jaxvae.typing import PRNGKey, PyTree
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "elu": jax.nn.elu,
-    "relu": jax.nn.relu,
-    "tanh": jnp.tanh,
-    "softplus": jax.nn.softplus,
-    "gelu": jax.nn.gelu,
-}
-_UNITS = ("rectified", "gaussian")
-_POSTERIORS = ("structured", "mean_field")
-_KLS = ("analytic", "mc", "sample")
-_SOFTPLUS_INV_1 = 0.5413248546129181  # softplus^{-1}(1): scale heads start near 1
+UNITS = ("rectified", "gaussian")
+POSTERIORS = ("structured", "mean_field")
+KLS = ("analytic", "mc", "sample")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +105,12 @@ class Config:
       posterior: 'structured' (top-down, precision-weighted with the prior) or 'mean_field'.
       kl: 'analytic', 'mc' (independent ``kl_samples`` draws) or 'sample' (at the propagated sample).
       kl_samples: draws for ``kl='mc'``.
-      activation: one of 'elu', 'relu', 'tanh', 'softplus', 'gelu'.
+      beta: weight of the KL terms in the training loss (the reported ``elbo`` always uses 1).
+      activation: a name in :data:`jaxvae.nets.mlp.ACTIVATIONS`.
       batch_norm: batch normalization in every deterministic hidden layer.
       bn_momentum: running-average momentum of the batch statistics.
       min_scale: floor added to every softplus scale.
-      x_dim: flattened data size (784 for MNIST).
+      x_shape: shape of one example, ``(784,)`` for MNIST (any shape; it is flattened).
     """
 
     latent_sizes: tuple[int, ...] = (300, 200, 100, 50)
@@ -112,81 +121,63 @@ class Config:
     posterior: str = "structured"
     kl: str = "analytic"
     kl_samples: int = 1
+    beta: float = 1.0
     activation: str = "elu"
     batch_norm: bool = True
     bn_momentum: float = 0.9
     min_scale: float = 1e-3
-    x_dim: int = 784
+    x_shape: tuple[int, ...] = (784,)
 
     def __post_init__(self):
-        def positive_ints(name, v):
-            if not isinstance(v, tuple) or not v or not all(isinstance(i, int) and i > 0 for i in v):
-                raise ValueError(f"`{name}` must be a non-empty tuple of positive ints; got {v!r}.")
-
-        positive_ints("latent_sizes", self.latent_sizes)
-        positive_ints("up_hidden", self.up_hidden)
-        if len(self.up_hidden) != len(self.latent_sizes):
-            raise ValueError(
-                f"`up_hidden` must have one width per stochastic layer ({len(self.latent_sizes)}); "
-                f"got {self.up_hidden!r}."
-            )
-        if len(self.latent_sizes) > 1:
-            positive_ints("down_hidden", self.down_hidden)
-        if len(self.down_hidden) != len(self.latent_sizes) - 1:
-            raise ValueError(
-                f"`down_hidden` must have L - 1 = {len(self.latent_sizes) - 1} widths; got {self.down_hidden!r}."
-            )
-        for name, choices in (
-            ("units", _UNITS),
-            ("posterior", _POSTERIORS),
-            ("kl", _KLS),
-            ("activation", tuple(_ACTIVATIONS)),
-        ):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}; got {getattr(self, name)!r}.")
-        for name in ("decoder_hidden", "kl_samples", "x_dim"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"`{name}` must be a positive int; got {v!r}.")
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise ValueError(f"`bn_momentum` must lie in [0, 1); got {self.bn_momentum!r}.")
-        if not self.min_scale > 0.0:
-            raise ValueError(f"`min_scale` must be > 0; got {self.min_scale!r}.")
+        set_field(self, "latent_sizes", as_widths("latent_sizes", self.latent_sizes))
+        set_field(self, "up_hidden", as_widths("up_hidden", self.up_hidden))
+        set_field(self, "down_hidden", as_widths("down_hidden", self.down_hidden, allow_empty=True))
+        set_field(self, "x_shape", as_shape("x_shape", self.x_shape))
+        L = len(self.latent_sizes)
+        if len(self.up_hidden) != L:
+            raise ValueError(f"`up_hidden` must have one width per stochastic layer ({L}); got {self.up_hidden!r}.")
+        if len(self.down_hidden) != L - 1:
+            raise ValueError(f"`down_hidden` must have L - 1 = {L - 1} widths; got {self.down_hidden!r}.")
+        check_one_of("units", self.units, UNITS)
+        check_one_of("posterior", self.posterior, POSTERIORS)
+        check_one_of("kl", self.kl, KLS)
+        check_one_of("activation", self.activation, tuple(ACTIVATIONS))
+        for name in ("decoder_hidden", "kl_samples"):
+            check_positive_int(name, getattr(self, name))
+        check_nonnegative("beta", self.beta)
+        check_in_range("bn_momentum", self.bn_momentum, 0.0, 1.0, high_closed=False)
+        check_positive("min_scale", self.min_scale)
 
     @property
     def num_layers(self) -> int:
         return len(self.latent_sizes)
 
+    @property
+    def x_dim(self) -> int:
+        """Values per example (the flattened ``x_shape``)."""
+        return math.prod(self.x_shape)
+
 
 # ----------------------------------------------------------------------------- unit distributions
 
 
-def _rectified():
-    # Imported lazily so that the Gaussian-unit ablation does not need the module.
-    from jaxvae.distributions import rectified_normal
-
-    return rectified_normal
+def _unit_dist(config: Config, loc: jax.Array, log_var: jax.Array):
+    scale = jnp.exp(0.5 * log_var)
+    return RectifiedNormal(loc, scale) if config.units == "rectified" else Normal(loc, scale)
 
 
-def _unit_dist(config: Config, loc: jax.Array, scale: jax.Array):
-    if config.units == "rectified":
-        return _rectified().RectifiedNormal(loc, scale)
-    return Normal(loc, scale)
-
-
-def _unit_sample(config: Config, loc: jax.Array, scale: jax.Array, eps: jax.Array) -> jax.Array:
+def _unit_sample(config: Config, loc: jax.Array, log_var: jax.Array, eps: jax.Array) -> jax.Array:
     """Reparameterised draw from the noise ``eps``: ``max(0, loc + scale eps)`` or ``loc + scale eps``."""
-    y = loc + scale * eps
+    y = loc + jnp.exp(0.5 * log_var) * eps
     return jax.nn.relu(y) if config.units == "rectified" else y
 
 
 def _unit_kl(config: Config, key: PRNGKey, q, p) -> jax.Array:
     """Elementwise KL(q || p) estimate by ``config.kl`` ('analytic' or 'mc')."""
     if config.units == "rectified":
-        rn = _rectified()
         if config.kl == "analytic":
-            return rn.kl_rectified_rectified(q, p)
-        return rn.kl_rectified_mc(key, q, p, config.kl_samples)
+            return kl_rectified_rectified(q, p)
+        return kl_rectified_mc(key, q, p, config.kl_samples)
     if config.kl == "analytic":
         return kl_normal_normal(q, p)
     z = q.sample(key, (config.kl_samples,))
@@ -211,46 +202,13 @@ def _boundary_term(config: Config, q, p) -> jax.Array:
     return jnp.sum(jax.lax.stop_gradient(jump) * (p_slab - jax.lax.stop_gradient(p_slab)), axis=-1)
 
 
-def _precision_weight(loc_p, scale_p, loc_m, scale_m):
-    r"""Combine N(loc_p, scale_p^2) and N(loc_m, scale_m^2) by precision weighting (log-space weights)."""
-    log_vp = 2.0 * jnp.log(scale_p)
-    log_vm = 2.0 * jnp.log(scale_m)
-    w = jax.nn.sigmoid(log_vm - log_vp)  # = sigma~^2 / sigma_p^2, weight of the prior mean
-    loc = w * loc_p + (1.0 - w) * loc_m
-    log_var = -jnp.logaddexp(-log_vp, -log_vm)
-    return loc, jnp.exp(0.5 * log_var)
+def _precision_weight(loc_p, log_var_p, loc_m, log_var_m):
+    r"""Combine N(loc_p, e^{log_var_p}) and N(loc_m, e^{log_var_m}) by precision weighting, in log space."""
+    w = jax.nn.sigmoid(log_var_m - log_var_p)  # = sigma~^2 / sigma_p^2, weight of the prior mean
+    return w * loc_p + (1.0 - w) * loc_m, -jnp.logaddexp(-log_var_p, -log_var_m)
 
 
 # ----------------------------------------------------------------------------- Linen modules
-
-
-class _Hidden(nn.Module):
-    """Dense -> (BatchNorm) -> activation."""
-
-    features: int
-    activation: str
-    batch_norm: bool
-    bn_momentum: float
-
-    @nn.compact
-    def __call__(self, h: jax.Array, train: bool) -> jax.Array:
-        h = nn.Dense(self.features, use_bias=not self.batch_norm)(h)
-        if self.batch_norm:
-            h = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h)
-        return _ACTIVATIONS[self.activation](h)
-
-
-class _GaussHead(nn.Module):
-    """Two Dense heads: loc and ``softplus(raw) + min_scale``."""
-
-    features: int
-    min_scale: float
-
-    @nn.compact
-    def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
-        loc = nn.Dense(self.features, name="loc")(h)
-        raw = nn.Dense(self.features, name="scale", bias_init=nn.initializers.constant(_SOFTPLUS_INV_1))(h)
-        return loc, jax.nn.softplus(raw) + self.min_scale
 
 
 class Forward(NamedTuple):
@@ -259,8 +217,8 @@ class Forward(NamedTuple):
     Attributes:
       logits: Bernoulli logits of p(x | z_1), [N, x_dim].
       z: per-layer samples of q, bottom to top, [N, d_l] each.
-      q_params: per-layer (loc, scale) of q(z_l | z_{l+1}, x) (pre-rectification Gaussian).
-      p_params: per-layer (loc, scale) of p(z_l | z_{l+1}) (top: the learned prior).
+      q_params: per-layer (loc, log_var) of q(z_l | z_{l+1}, x) (pre-rectification Gaussian).
+      p_params: per-layer (loc, log_var) of p(z_l | z_{l+1}) (top: the learned prior).
       log_qz: per-layer log q(z_l | .) summed over units, [N] each (mixed base measure).
       log_pz: per-layer log p(z_l | z_{l+1}) summed over units, [N] each.
       kl: per-layer KL estimate by ``config.kl`` summed over units, [N] each.
@@ -283,46 +241,54 @@ class RectifiedHVAE(nn.Module):
     def setup(self):
         c = self.config
         L = c.num_layers
-        hid = dict(activation=c.activation, batch_norm=c.batch_norm, bn_momentum=c.bn_momentum)
-        self.up = [_Hidden(c.up_hidden[l], **hid, name=f"up_{l + 1}") for l in range(L)]
-        self.up_heads = [_GaussHead(c.latent_sizes[l], c.min_scale, name=f"up_head_{l + 1}") for l in range(L)]
-        self.down = [_Hidden(c.down_hidden[l], **hid, name=f"down_{l + 1}") for l in range(L - 1)]
-        self.down_heads = [_GaussHead(c.latent_sizes[l], c.min_scale, name=f"down_head_{l + 1}") for l in range(L - 1)]
+
+        def hidden(width, name):  # Dense -> (BatchNorm) -> activation
+            return MLP((width,), c.activation, activate_final=True, batch_norm=c.batch_norm,
+                       bn_momentum=c.bn_momentum, name=name)  # fmt: skip
+
+        def head(width, name):  # (loc, log_var), sigma = softplus(raw) + min_scale, starting near 1
+            return GaussianHead(width, scale_param="softplus", min_scale=c.min_scale, init_scale=1.0, name=name)
+
+        self.up = [hidden(c.up_hidden[l], f"up_{l + 1}") for l in range(L)]
+        self.up_heads = [head(c.latent_sizes[l], f"up_head_{l + 1}") for l in range(L)]
+        self.down = [hidden(c.down_hidden[l], f"down_{l + 1}") for l in range(L - 1)]
+        self.down_heads = [head(c.latent_sizes[l], f"down_head_{l + 1}") for l in range(L - 1)]
         d_top = c.latent_sizes[-1]
         self.top_loc = self.param("top_loc", nn.initializers.zeros, (d_top,))
-        self.top_raw_scale = self.param("top_raw_scale", nn.initializers.constant(_SOFTPLUS_INV_1), (d_top,))
-        self.dec_hidden = _Hidden(c.decoder_hidden, **hid, name="dec_hidden")
+        self.top_raw_scale = self.param("top_raw_scale", nn.initializers.constant(math.log(math.expm1(1.0))), (d_top,))
+        self.dec_hidden = hidden(c.decoder_hidden, "dec_hidden")
         self.dec_out = nn.Dense(c.x_dim, name="dec_out")
 
     # -- pieces ------------------------------------------------------------------------------
     def bottom_up(self, x: jax.Array, train: bool) -> list[tuple[jax.Array, jax.Array]]:
-        """Messages ``(m_l, s_l)``, bottom to top, each [B, d_l]."""
+        """Messages ``(m_l, log s_l^2)``, bottom to top, each [B, d_l]."""
         h = x
         msgs = []
         for l in range(self.config.num_layers):
-            h = self.up[l](h, train)
+            h = self.up[l](h, train=train)
             msgs.append(self.up_heads[l](h))
         return msgs
 
     def prior_top(self, n: int) -> tuple[jax.Array, jax.Array]:
+        """``(loc, log_var)`` of the learned top prior p(z_L), broadcast to [n, d_L]."""
         d = self.config.latent_sizes[-1]
-        scale = jax.nn.softplus(self.top_raw_scale) + self.config.min_scale
-        return jnp.broadcast_to(self.top_loc, (n, d)), jnp.broadcast_to(scale, (n, d))
+        log_var = 2.0 * jnp.log(jax.nn.softplus(self.top_raw_scale) + self.config.min_scale)
+        return jnp.broadcast_to(self.top_loc, (n, d)), jnp.broadcast_to(log_var, (n, d))
 
     def prior_conditional(self, l: int, z_parent: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
-        """``(loc, scale)`` of p(z_l | z_{l+1}) for 1-based layer ``l < L``."""
-        return self.down_heads[l - 1](self.down[l - 1](z_parent, train))
+        """``(loc, log_var)`` of p(z_l | z_{l+1}) for 1-based layer ``l < L``."""
+        return self.down_heads[l - 1](self.down[l - 1](z_parent, train=train))
 
     def decode(self, z1: jax.Array, train: bool) -> jax.Array:
         """Bernoulli logits of p(x | z_1), [N, x_dim]."""
-        return self.dec_out(self.dec_hidden(z1, train))
+        return self.dec_out(self.dec_hidden(z1, train=train))
 
     # -- passes ------------------------------------------------------------------------------
     def __call__(self, x: jax.Array, key: PRNGKey, *, train: bool, num_samples: int | None = None) -> Forward:
         """Sample z ~ q(z | x) top-down and score it.
 
         Args:
-          x: [B, x_dim] (or [B, 28, 28]) data in [0, 1].
+          x: [B, x_dim] (or [B, *x_shape]) data in [0, 1].
           key: PRNG key (noise of every layer and of the MC KL).
           train: batch statistics from the batch (and updated) if True, running averages if False.
           num_samples: if given, K samples per example; the output's leading axis is K*B
@@ -338,7 +304,7 @@ class RectifiedHVAE(nn.Module):
             def tile(a):
                 return jnp.reshape(jnp.broadcast_to(a[None], (k,) + a.shape), (k * a.shape[0],) + a.shape[1:])
 
-            msgs = [(tile(m), tile(s)) for m, s in msgs]
+            msgs = [(tile(m), tile(v)) for m, v in msgs]
         n = msgs[0][0].shape[0]
         keys = jax.random.split(key, 2 * L)
         z = [None] * L
@@ -346,19 +312,16 @@ class RectifiedHVAE(nn.Module):
         p_params = [None] * L
         for l in range(L, 0, -1):  # 1-based, top-down
             i = l - 1
-            if l == L:
-                p_loc, p_scale = self.prior_top(n)
-            else:
-                p_loc, p_scale = self.prior_conditional(l, z[i + 1], train)
-            m, s = msgs[i]
+            p_loc, p_log_var = self.prior_top(n) if l == L else self.prior_conditional(l, z[i + 1], train)
+            m, log_var_m = msgs[i]
             if c.posterior == "structured":
-                q_loc, q_scale = _precision_weight(p_loc, p_scale, m, s)
+                q_loc, q_log_var = _precision_weight(p_loc, p_log_var, m, log_var_m)
             else:
-                q_loc, q_scale = m, s
+                q_loc, q_log_var = m, log_var_m
             eps = jax.random.normal(keys[i], q_loc.shape, q_loc.dtype)
-            z[i] = _unit_sample(c, q_loc, q_scale, eps)
-            q_params[i] = (q_loc, q_scale)
-            p_params[i] = (p_loc, p_scale)
+            z[i] = _unit_sample(c, q_loc, q_log_var, eps)
+            q_params[i] = (q_loc, q_log_var)
+            p_params[i] = (p_loc, p_log_var)
         logits = self.decode(z[0], train)
         log_qz, log_pz, kl = [], [], []
         for i in range(L):
@@ -389,12 +352,28 @@ class RectifiedHVAE(nn.Module):
         z = [None] * L
         for l in range(L, 0, -1):
             i = l - 1
-            loc, scale = self.prior_top(n) if l == L else self.prior_conditional(l, z[i + 1], False)
-            z[i] = _unit_sample(c, loc, scale, eps[i])
+            loc, log_var = self.prior_top(n) if l == L else self.prior_conditional(l, z[i + 1], False)
+            z[i] = _unit_sample(c, loc, log_var, eps[i])
         return self.decode(z[0], False), tuple(z)
 
 
-# ----------------------------------------------------------------------------- functional API
+# ----------------------------------------------------------------------------- the objective
+
+
+class Terms(NamedTuple):
+    """Per-example ELBO terms, one sample of the hierarchy each.
+
+    Attributes:
+      log_px_z: ``log p(x | z_1)`` ``[B]``.
+      kl: ``sum_l KL_l`` ``[B]`` (each layer's KL at the sampled parent, estimated by ``config.kl``).
+      elbo: ``log_px_z - kl`` ``[B]``.
+      kl_layers: ``[B, L]``, the per-layer KLs, bottom (column 0) to top.
+    """
+
+    log_px_z: jax.Array
+    kl: jax.Array
+    elbo: jax.Array
+    kl_layers: jax.Array
 
 
 def _check_config(config) -> None:
@@ -402,61 +381,60 @@ def _check_config(config) -> None:
         raise ValueError(f"`config` must be a rectified_hvae.Config; got {type(config).__name__}.")
 
 
-def _check_x(x, x_dim: int) -> jax.Array:
+def _flat_x(x, config: Config) -> jax.Array:
+    """``[B, *x_shape]`` or ``[B, x_dim]`` in [0, 1] -> float32 ``[B, x_dim]``."""
     x = jnp.asarray(x)
-    if x.ndim < 2 or int(jnp.size(x[0])) != x_dim:
-        raise ValueError(
-            f"`x` must have shape [B, {x_dim}] (or [B, ...] with {x_dim} values per example); got {x.shape}."
-        )
-    return x
+    if x.ndim < 2 or math.prod(x.shape[1:]) != config.x_dim:
+        raise ValueError(f"`x` must have shape [B, *{config.x_shape}] or [B, {config.x_dim}]; got {x.shape}.")
+    return check_images(jnp.reshape(x, (x.shape[0], config.x_dim)), (config.x_dim,))
 
 
-def _variables(params: PyTree, model_state: PyTree) -> dict:
-    return {"params": params, **dict(model_state)}
+def objective_terms(
+    config: Config, params: PyTree, model_state: PyTree, batch: dict, key: PRNGKey, *, train: bool = True
+) -> tuple[Terms, PyTree]:
+    r"""The ELBO's terms for ``batch["x"]`` ``[B, *x_shape]`` in [0, 1], one sample of the hierarchy each.
 
+    .. math:: \mathrm{ELBO}(x) = \log p(x \mid z_1)
+              - \sum_l KL\big(q(z_l \mid z_{l+1}, x) \,\|\, p(z_l \mid z_{l+1})\big)
 
-@functools.partial(jax.jit, static_argnums=0)
-def _init(config: Config, key: PRNGKey) -> dict:
-    k_init, k_noise = jax.random.split(key)
-    x = jnp.zeros((2, config.x_dim), jnp.float32)
-    return dict(RectifiedHVAE(config).init(k_init, x, k_noise, train=False))
-
-
-def init(config: Config, key: PRNGKey) -> tuple[PyTree, PyTree]:
-    """Initialise ``(params, model_state)``; ``model_state`` is ``{'batch_stats': ...}`` or ``{}``."""
+    With ``train`` the batch statistics come from the batch and the returned ``model_state`` holds their
+    updated running averages; without, the running averages are used and ``model_state`` is unchanged.
+    """
     _check_config(config)
-    variables = dict(_init(config, key))
-    params = variables.pop("params")
-    return params, variables
-
-
-def _elbo_terms(config: Config, fwd: Forward, x: jax.Array):
+    x = _flat_x(get_entry(batch, "x", f"[B, *{config.x_shape}] in [0, 1]"), config)
+    vs = variables(params, model_state)
+    model = RectifiedHVAE(config)
+    if train and model_state:
+        fwd, new_state = model.apply(vs, x, key, train=True, mutable=list(model_state))
+        model_state = dict(new_state)
+    else:
+        fwd = model.apply(vs, x, key, train=train)
     log_px_z = jnp.sum(bernoulli_log_prob(x, fwd.logits), axis=-1)
-    kl_total = sum(fwd.kl)
-    return log_px_z, kl_total, log_px_z - kl_total
+    kl_layers = jnp.stack(fwd.kl, axis=-1)
+    kl = jnp.sum(kl_layers, axis=-1)
+    return Terms(log_px_z, kl, log_px_z - kl, kl_layers), model_state
 
 
-def make_loss_fn(config: Config, *, beta: float = 1.0) -> Callable:
+def _as_outputs(t: Terms) -> dict[str, jax.Array]:
+    """``[B]`` outputs of the terms: the per-layer KLs as ``kl_1`` .. ``kl_L``."""
+    out = {"elbo": t.elbo, "log_px_z": t.log_px_z, "kl": t.kl}
+    out.update({f"kl_{i + 1}": t.kl_layers[:, i] for i in range(t.kl_layers.shape[-1])})
+    return out
+
+
+def make_loss_fn(config: Config) -> Callable:
     """The engine's ``loss_fn(params, model_state, batch, key) -> LossOutput``.
 
-    Loss = batch mean of ``-(log p(x|z_1) - beta * sum_l KL_l)`` (one sample of z per example,
-    batch statistics in training mode). ``batch['x']`` is [B, x_dim] (or [B, 28, 28]) in {0, 1}.
+    Loss = batch mean of ``-(log p(x|z_1) - beta * sum_l KL_l)`` (batch statistics in training mode).
     Metrics: 'elbo' (at beta = 1), 'log_px_z', 'kl', 'kl_1'..'kl_L' (batch means).
     """
     _check_config(config)
-    model = RectifiedHVAE(config)
 
     def loss_fn(params, model_state, batch, key):
-        x = _check_x(batch["x"], config.x_dim)
-        x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-        mutable = list(model_state.keys())
-        fwd, new_state = model.apply(_variables(params, model_state), x, key, train=True, mutable=mutable)
-        log_px_z, kl_total, elbo = _elbo_terms(config, fwd, x)
-        loss = -jnp.mean(log_px_z - beta * kl_total)
-        metrics = {"elbo": jnp.mean(elbo), "log_px_z": jnp.mean(log_px_z), "kl": jnp.mean(kl_total)}
-        for i, k in enumerate(fwd.kl):
-            metrics[f"kl_{i + 1}"] = jnp.mean(k)
-        return LossOutput(loss, metrics, dict(new_state) if mutable else model_state)
+        t, model_state = objective_terms(config, params, model_state, batch, key, train=True)
+        out = loss_output(t.log_px_z - config.beta * t.kl, t._replace(kl_layers=None), model_state)
+        out.metrics.update({k: jnp.mean(v) for k, v in _as_outputs(t).items()})
+        return out
 
     return loss_fn
 
@@ -467,19 +445,30 @@ def make_eval_fn(config: Config) -> Callable:
     Keys: 'elbo', 'log_px_z', 'kl', 'kl_1'..'kl_L' (per example, one sample of z).
     """
     _check_config(config)
-    model = RectifiedHVAE(config)
 
     def eval_fn(params, model_state, batch, key):
-        x = _check_x(batch["x"], config.x_dim)
-        x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-        fwd = model.apply(_variables(params, model_state), x, key, train=False)
-        log_px_z, kl_total, elbo = _elbo_terms(config, fwd, x)
-        out = {"elbo": elbo, "log_px_z": log_px_z, "kl": kl_total}
-        for i, k in enumerate(fwd.kl):
-            out[f"kl_{i + 1}"] = k
-        return out
+        return _as_outputs(objective_terms(config, params, model_state, batch, key, train=False)[0])
 
     return eval_fn
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(config: Config, key: PRNGKey) -> dict:
+    k_init, k_noise = jax.random.split(key)
+    x = jnp.zeros((2, config.x_dim), jnp.float32)
+    return dict(RectifiedHVAE(config).init(k_init, x, k_noise, train=False))
+
+
+def init(config: Config, key) -> tuple[PyTree, PyTree]:
+    """Initialise ``(params, model_state)`` from a key or an int seed; ``model_state`` is
+    ``{'batch_stats': ...}`` (or ``{}`` without batch normalization)."""
+    _check_config(config)
+    vs = dict(_init(config, as_key(key)))
+    params = vs.pop("params")
+    return params, vs
 
 
 def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree) -> Callable:
@@ -492,13 +481,12 @@ def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree) -> C
     """
     _check_config(config)
     model = RectifiedHVAE(config)
-    variables = _variables(params, model_state)
+    vs = variables(params, model_state)
 
     def log_weight_fn(key, x, num_samples):
-        x = _check_x(x, config.x_dim)
+        x = _flat_x(x, config)
         b = x.shape[0]
-        x = jnp.reshape(x, (b, -1)).astype(jnp.float32)
-        fwd = model.apply(variables, x, key, train=False, num_samples=num_samples)
+        fwd = model.apply(vs, x, key, train=False, num_samples=num_samples)
         x_rep = jnp.reshape(jnp.broadcast_to(x[None], (num_samples,) + x.shape), (num_samples * b, -1))
         log_px_z = jnp.sum(bernoulli_log_prob(x_rep, fwd.logits), axis=-1)
         log_w = log_px_z + sum(lp - lq for lp, lq in zip(fwd.log_pz, fwd.log_qz))
@@ -507,41 +495,40 @@ def make_log_weight_fn(config: Config, params: PyTree, model_state: PyTree) -> C
     return log_weight_fn
 
 
+def _check_count(name: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`{name}` must be a positive int; got {n!r}.")
+    return n
+
+
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _posterior_samples(config, params, model_state, key, x, num_samples):
     b = x.shape[0]
-    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False, num_samples=num_samples)
+    fwd = RectifiedHVAE(config).apply(variables(params, model_state), x, key, train=False, num_samples=num_samples)
     return tuple(jnp.reshape(z, (num_samples, b, -1)) for z in fwd.z)
 
 
 def posterior_samples(
-    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x, num_samples: int = 1
+    config: Config, params: PyTree, model_state: PyTree, key, x, num_samples: int = 1
 ) -> tuple[jax.Array, ...]:
     """Per-layer samples of q(z | x) (eval mode), bottom to top, each [num_samples, B, d_l] (jitted).
 
     Used for the per-layer posterior means (active units) and sparsity (fraction of exact zeros).
     """
     _check_config(config)
-    x = _check_x(x, config.x_dim)
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive int; got {num_samples!r}.")
-    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-    return _posterior_samples(config, params, model_state, key, x, num_samples)
+    x = _flat_x(x, config)
+    return _posterior_samples(config, params, model_state, as_key(key), x, _check_count("num_samples", num_samples))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _posterior_means(config, params, model_state, key, x, num_samples):
     b = x.shape[0]
-    fwd = RectifiedHVAE(config).apply(_variables(params, model_state), x, key, train=False, num_samples=num_samples)
-    means = []
-    for q_loc, q_scale in fwd.q_params:
-        m = _unit_dist(config, q_loc, q_scale).mean()
-        means.append(jnp.reshape(m, (num_samples, b, -1)))
-    return tuple(means)
+    fwd = RectifiedHVAE(config).apply(variables(params, model_state), x, key, train=False, num_samples=num_samples)
+    return tuple(jnp.reshape(_unit_dist(config, *qp).mean(), (num_samples, b, -1)) for qp in fwd.q_params)
 
 
 def posterior_conditional_means(
-    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, x, num_samples: int = 1
+    config: Config, params: PyTree, model_state: PyTree, key, x, num_samples: int = 1
 ) -> tuple[jax.Array, ...]:
     r"""Per layer, :math:`E_q[z_l \mid z_{l+1}^{(s)}, x]` at ``num_samples`` parent draws (jitted).
 
@@ -550,32 +537,31 @@ def posterior_conditional_means(
     gives the same value); their spread over samples measures the estimate's Monte-Carlo noise.
     """
     _check_config(config)
-    x = _check_x(x, config.x_dim)
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"`num_samples` must be a positive int; got {num_samples!r}.")
-    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-    return _posterior_means(config, params, model_state, key, x, num_samples)
+    x = _flat_x(x, config)
+    return _posterior_means(config, params, model_state, as_key(key), x, _check_count("num_samples", num_samples))
+
+
+def _images(config: Config, logits: jax.Array) -> jax.Array:
+    side = math.isqrt(config.x_dim)
+    shape = (side, side) if side * side == config.x_dim else config.x_shape
+    return jnp.reshape(jax.nn.sigmoid(logits), logits.shape[:-1] + shape)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _sample_images(config, params, model_state, key, n):
     keys = jax.random.split(key, config.num_layers)
     eps = [jax.random.normal(k, (n, d)) for k, d in zip(keys, config.latent_sizes)]
-    logits, _ = RectifiedHVAE(config).apply(_variables(params, model_state), eps, method=RectifiedHVAE.generate)
-    return jnp.reshape(jax.nn.sigmoid(logits), (n, 28, 28))
+    logits, _ = RectifiedHVAE(config).apply(variables(params, model_state), eps, method=RectifiedHVAE.generate)
+    return _images(config, logits)
 
 
-def sample_images(config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, n: int) -> jax.Array:
-    """``n`` ancestral samples of the prior: Bernoulli means, [n, 28, 28] in [0, 1] (jitted)."""
+def sample_images(config: Config, params: PyTree, model_state: PyTree, key, n: int) -> jax.Array:
+    """``n`` ancestral samples of the prior: Bernoulli means, ``[n, 28, 28]`` for MNIST, in [0, 1] (jitted)."""
     _check_config(config)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"`n` must be a positive int; got {n!r}.")
-    return _sample_images(config, params, model_state, key, n)
+    return _sample_images(config, params, model_state, as_key(key), _check_count("n", n))
 
 
-def layer_variation_images(
-    config: Config, params: PyTree, model_state: PyTree, key: PRNGKey, num_columns: int = 8
-) -> jax.Array:
+def layer_variation_images(config: Config, params: PyTree, model_state: PyTree, key, num_columns: int = 8) -> jax.Array:
     """What each layer encodes: row l (top row = top layer) redraws only layer l's noise.
 
     The noise of every other layer is held fixed (one base draw shared by all rows); column ``j``
@@ -583,9 +569,7 @@ def layer_variation_images(
     [L, num_columns, 28, 28]; layers below the varied one are recomputed from their fixed noise.
     """
     _check_config(config)
-    if not isinstance(num_columns, int) or num_columns < 1:
-        raise ValueError(f"`num_columns` must be a positive int; got {num_columns!r}.")
-    return _layer_variation(config, params, model_state, key, num_columns)
+    return _layer_variation(config, params, model_state, as_key(key), _check_count("num_columns", num_columns))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -593,10 +577,11 @@ def _layer_variation(config, params, model_state, key, num_columns):
     L = config.num_layers
     k_base, k_var = jax.random.split(key)
     base = [jax.random.normal(k, (1, d)) for k, d in zip(jax.random.split(k_base, L), config.latent_sizes)]
+    model = RectifiedHVAE(config)
     rows = []
     for i in reversed(range(L)):
         eps = [jnp.broadcast_to(e, (num_columns, e.shape[1])) for e in base]
         eps[i] = jax.random.normal(jax.random.fold_in(k_var, i), (num_columns, config.latent_sizes[i]))
-        logits, _ = RectifiedHVAE(config).apply(_variables(params, model_state), eps, method=RectifiedHVAE.generate)
-        rows.append(jnp.reshape(jax.nn.sigmoid(logits), (num_columns, 28, 28)))
+        logits, _ = model.apply(variables(params, model_state), eps, method=RectifiedHVAE.generate)
+        rows.append(_images(config, logits))
     return jnp.stack(rows)

@@ -58,9 +58,15 @@ def _log_w(cfg, params, state, key, x, k):
     return rh.make_log_weight_fn(cfg, params, state)(key, x, k)
 
 
+def _with_scales(pairs):
+    """The model's (loc, log_var) pairs as (loc, scale), the parameters the checks below use."""
+    return tuple((loc, jnp.exp(0.5 * log_var)) for loc, log_var in pairs)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _forward(cfg, params, state, x, key):
-    return rh.RectifiedHVAE(cfg).apply({"params": params, **state}, x, key, train=False)
+    fwd = rh.RectifiedHVAE(cfg).apply({"params": params, **state}, x, key, train=False)
+    return fwd._replace(q_params=_with_scales(fwd.q_params), p_params=_with_scales(fwd.p_params))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -72,7 +78,7 @@ def _messages(cfg, params, state, x, train=False):
         method=rh.RectifiedHVAE.bottom_up,
         mutable=["batch_stats"] if train else False,
     )
-    return out[0] if train else out
+    return _with_scales(out[0] if train else out)
 
 
 # ----------------------------------------------------------------------------- config and shapes
@@ -84,7 +90,7 @@ def _messages(cfg, params, state, x, train=False):
         ("units", "laplace"),
         ("posterior", "ladder"),
         ("kl", "exact"),
-        ("activation", "swish"),
+        ("activation", "nope"),
         ("up_hidden", (16, 12)),
         ("down_hidden", (6, 5)),
         ("latent_sizes", (6, 0, 4, 3)),
@@ -372,3 +378,19 @@ def test_engine_train_step_runs_without_skips(small_init, x):
         first = float(metrics["loss"]) if first is None else first
     assert int(ts.skipped) == 0
     assert float(metrics["loss"]) < first
+
+
+def test_objective_terms_sum_the_layer_kls_and_update_batch_stats_only_in_training(small_init, x):
+    params, state = small_init
+    t, new_state = rh.objective_terms(SMALL, params, state, {"x": x}, jax.random.key(2), train=True)
+    assert t.kl_layers.shape == (B, SMALL.num_layers) and t.elbo.shape == (B,)
+    np.testing.assert_allclose(t.kl, t.kl_layers.sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(t.elbo, t.log_px_z - t.kl, rtol=1e-5)
+    assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, new_state, state)))
+    _, same = rh.objective_terms(SMALL, params, state, {"x": x}, jax.random.key(2), train=False)
+    assert same is state
+    ev = rh.make_eval_fn(SMALL)(params, state, {"x": x}, jax.random.key(2))
+    np.testing.assert_allclose(ev["kl_4"], rh.objective_terms(SMALL, params, state, {"x": x}, jax.random.key(2),
+                                                              train=False)[0].kl_layers[:, 3], rtol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="entry 'x'"):
+        rh.objective_terms(SMALL, params, state, {"y": x}, jax.random.key(2))
