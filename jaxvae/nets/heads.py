@@ -14,10 +14,13 @@ the variance are offered:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jaxvae.config import check_one_of
 
 SCALE_PARAMS = ("softplus", "log_var")
 
@@ -37,17 +40,18 @@ class GaussianHead(nn.Module):
       init_scale: ``"softplus"`` only: the scale layer's bias starts at ``softplus^{-1}(init_scale)``,
         so that ``sigma`` starts near ``init_scale + min_scale``; ``None`` starts the bias at 0
         (``sigma`` near ``log 2``).
+      kernel_init: initialiser of both layers' kernels (Flax's default: LeCun normal).
     """
 
     latent_dim: int
     scale_param: str = "softplus"
     min_scale: float = 1e-4
     init_scale: float | None = None
+    kernel_init: Callable = nn.linear.default_kernel_init
 
     @nn.compact
     def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
-        if self.scale_param not in SCALE_PARAMS:
-            raise ValueError(f"`scale_param` must be one of {SCALE_PARAMS}; got {self.scale_param!r}.")
+        check_one_of("scale_param", self.scale_param, SCALE_PARAMS)
         if int(self.latent_dim) <= 0:
             raise ValueError(f"`latent_dim` must be a positive int; got {self.latent_dim!r}.")
         if self.init_scale is not None and (self.scale_param != "softplus" or not self.init_scale > 0):
@@ -55,11 +59,11 @@ class GaussianHead(nn.Module):
                 f"`init_scale` must be None or > 0 with scale_param='softplus'; got {self.init_scale!r} "
                 f"with scale_param={self.scale_param!r}."
             )
-        loc = nn.Dense(int(self.latent_dim), name="loc")(h)
+        loc = nn.Dense(int(self.latent_dim), kernel_init=self.kernel_init, name="loc")(h)
         bias_init = nn.initializers.zeros
         if self.init_scale is not None:  # softplus^{-1}(s) = log(expm1(s))
             bias_init = nn.initializers.constant(math.log(math.expm1(self.init_scale)))
-        raw = nn.Dense(int(self.latent_dim), bias_init=bias_init, name="scale")(h)
+        raw = nn.Dense(int(self.latent_dim), kernel_init=self.kernel_init, bias_init=bias_init, name="scale")(h)
         if self.scale_param == "log_var":
             return loc, raw
         scale = jax.nn.softplus(raw) + self.min_scale
