@@ -39,6 +39,7 @@ __all__ = [
     "check_positive_int",
     "config_to_dict",
     "set_field",
+    "to_json_value",
 ]
 
 
@@ -133,19 +134,22 @@ def set_field(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _jsonable(x: Any) -> Any:
+def to_json_value(x: Any) -> Any:
+    """``x`` with every part in a JSON form: dataclasses (nested) and mappings become dicts (string keys),
+    tuples and lists lists, NumPy scalars numbers, arrays (NumPy, JAX) nested lists; anything else without
+    a JSON form its ``str``."""
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        return {f.name: _jsonable(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        return {f.name: to_json_value(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): to_json_value(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [to_json_value(v) for v in x]
     if isinstance(x, (np.integer, np.floating, np.bool_)):
         return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
+    if hasattr(x, "__array__"):
+        return np.asarray(x).tolist()
     return str(x)
 
 
@@ -160,6 +164,6 @@ def config_to_dict(cfg: Any) -> dict:
     """
     if not ((dataclasses.is_dataclass(cfg) and not isinstance(cfg, type)) or isinstance(cfg, dict)):
         raise ValueError(f"`cfg` must be a dataclass instance or a dict; got {type(cfg).__name__}.")
-    out = _jsonable(cfg)
+    out = to_json_value(cfg)
     json.dumps(out)  # every leaf is now a JSON value
     return out

@@ -90,3 +90,13 @@ def test_config_to_dict_nested_and_json_ready():
     assert C.config_to_dict({"a": (1, np.int64(2))}) == {"a": [1, 2]}
     with pytest.raises(ValueError, match="`cfg` must be a dataclass instance or a dict"):
         C.config_to_dict(Outer)
+
+
+def test_to_json_value_converts_arrays_of_any_kind():
+    import jax.numpy as jnp
+
+    assert C.to_json_value({"a": jnp.arange(3), "b": np.float32(1.5), 2: (np.int64(4),)}) == {
+        "a": [0, 1, 2],
+        "b": 1.5,
+        "2": [4],
+    }

@@ -3,7 +3,7 @@
 Nothing here imports model code; batches are ``dict[str, np.ndarray]`` handed to the engine.
 """
 
-from jaxvae.data.loader import BatchIterator, epoch_batches
+from jaxvae.data.loader import BatchIterator, StackedIterator, epoch_batches
 from jaxvae.data.mnist import (
     MnistArrays,
     MnistNotInstalledError,
@@ -20,6 +20,7 @@ __all__ = [
     "BatchIterator",
     "MnistArrays",
     "MnistNotInstalledError",
+    "StackedIterator",
     "binarize_round",
     "binarize_static",
     "compose",

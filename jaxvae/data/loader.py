@@ -16,7 +16,7 @@ union is the global batch.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -226,6 +226,52 @@ class BatchIterator:
         if position > self.steps_per_epoch:
             raise ValueError(f"`state['position']` must be <= steps_per_epoch={self.steps_per_epoch}; got {position}.")
         self._epoch, self._position = epoch, position
+
+
+class StackedIterator:
+    """Zips one iterator per member and yields their batches stacked on a new leading member axis.
+
+    For several models trained in one program on data of their own
+    (:func:`jaxvae.train.multi.make_multi_train_step` with ``batch_axes=0``): every entry of the
+    members' batches gets the axis, ``[S, B, ...]`` (a scalar entry becomes ``[S]``). Resumable:
+    ``get_state()`` holds each member iterator's state.
+
+    Args:
+      iterators: one iterator per member, each yielding dicts with the same keys and shapes and
+        providing ``get_state`` / ``set_state``.
+    """
+
+    def __init__(self, iterators: Sequence[Any]):
+        self.iterators = list(iterators)
+        if not self.iterators:
+            raise ValueError("`iterators` must hold at least one iterator (one per member).")
+        for i, it in enumerate(self.iterators):
+            if not (hasattr(it, "get_state") and hasattr(it, "set_state")):
+                raise ValueError(f"`iterators[{i}]` must provide get_state() and set_state(); got {type(it).__name__}.")
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batches = [next(it) for it in self.iterators]
+        keys = set(batches[0])
+        for i, b in enumerate(batches[1:], 1):
+            if set(b) != keys:
+                raise ValueError(f"member {i}'s batch has keys {sorted(b)}; member 0's has {sorted(keys)}.")
+        return {k: np.stack([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"members": [it.get_state() for it in self.iterators]}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        states = state["members"]
+        if len(states) != len(self.iterators):
+            raise ValueError(
+                f"StackedIterator.set_state: the state holds {len(states)} members' iterators, this one "
+                f"{len(self.iterators)}."
+            )
+        for it, st in zip(self.iterators, states):
+            it.set_state(st)
 
 
 def epoch_batches(

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxvae.config import to_json_value
 from jaxvae.typing import PyTree
 
 _METADATA_FILE = "_CHECKPOINT_METADATA"
@@ -93,19 +94,6 @@ def describe_mismatch(saved: dict, current: dict, *, limit: int = 5) -> list[str
     return lines
 
 
-def _jsonable(x: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples inside ``x`` to plain JSON types."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic,)):
-        return x.item()
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return np.asarray(x).tolist()
-    return x
-
-
 class CheckpointManager:
     """Keeps the latest ``keep`` checkpoints of a run in ``workdir``.
 
@@ -146,8 +134,8 @@ class CheckpointManager:
             int(step),
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(_strip_keys(state)),
-                data=ocp.args.JsonSave(_jsonable(data_state)),
-                config=ocp.args.JsonSave(_jsonable(config)),
+                data=ocp.args.JsonSave(to_json_value(data_state)),
+                config=ocp.args.JsonSave(to_json_value(config)),
                 meta=ocp.args.JsonSave(meta),
             ),
             force=True,
@@ -207,7 +195,7 @@ class CheckpointManager:
         if meta.get("leaves") != current:
             problems += describe_mismatch(meta.get("leaves", {}), current)
         if expected_config is not None and "model" in expected_config:
-            want = _jsonable(expected_config["model"])
+            want = to_json_value(expected_config["model"])
             have = saved_config.get("model")
             if have != want:
                 problems.append(f"model config: checkpoint has {have}, this run has {want}")

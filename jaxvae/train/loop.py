@@ -41,7 +41,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxvae.train.checkpoint import CheckpointManager, _jsonable
+from jaxvae.config import check_positive, check_positive_int, config_to_dict
+from jaxvae.train.checkpoint import CheckpointManager
 from jaxvae.train.writers import MetricWriter
 from jaxvae.typing import PRNGKey, PyTree
 
@@ -52,20 +53,21 @@ _clock = time.monotonic  # the time limit's clock (a test replaces it)
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Generic training-loop settings (the ``train`` section of an experiment config).
+    """Training-loop settings: what :func:`fit` does (and the ``train`` section of an experiment config).
 
     Attributes:
-      num_steps: total optimizer steps (a resumed run stops at the same total).
-      batch_size: global training batch size.
+      num_steps: total optimizer steps (a resumed run stops at the same total); 0 trains nothing.
+      batch_size: global training batch size (read by the code that builds the batch iterator).
       eval_every: evaluate every this many steps (and at the end); 0 evaluates only at the end.
-      log_every: write averaged training metrics every this many steps.
+      log_every: write averaged training metrics every this many steps (and at the end).
       checkpoint_every: save a checkpoint every this many steps (and at the end, and on SIGTERM).
-      seed: seed of the run's PRNG key and of the data order.
-      eval_batch_size: batch size of the evaluation passes.
+      seed: seed of the run's PRNG key and of the data order (read by the code that builds them).
+      eval_batch_size: batch size of the evaluation passes; ``None``: the training batch size.
       keep_checkpoints: number of most recent checkpoints kept.
       progress: show a tqdm progress bar.
       sync_every: fetch the step metrics to the host every this many steps (1: every step; see
-        the module docstring). A SIGTERM is seen at the next sync.
+        the module docstring). A SIGTERM is seen at the next sync. Any value gives bitwise the same
+        parameters.
       time_limit_s: stop training (with a checkpoint) at the first sync after this many seconds of
         this invocation; ``None``: no limit. For time-boxed jobs (a lent accelerator, a notebook).
     """
@@ -76,11 +78,22 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 2_000
     seed: int = 0
-    eval_batch_size: int = 1_000
+    eval_batch_size: int | None = 1_000
     keep_checkpoints: int = 2
     progress: bool = True
     sync_every: int = 1
     time_limit_s: float | None = None
+
+    def __post_init__(self):
+        for name in ("num_steps", "eval_every"):
+            check_positive_int(name, getattr(self, name), allow_zero=True)
+        for name in ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "sync_every"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("seed", self.seed, allow_zero=True)
+        if self.eval_batch_size is not None:
+            check_positive_int("eval_batch_size", self.eval_batch_size)
+        if self.time_limit_s is not None:
+            check_positive("time_limit_s", self.time_limit_s)
 
 
 class _StopFlag:
@@ -237,68 +250,42 @@ def _write_json_atomic(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _require_positive(name: str, v: Any, *, allow_zero: bool = False) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an int; got {v!r}.")
-    if v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else '>= 1'}; got {v}.")
-    return int(v)
-
-
 def fit(
-    *,
     state: PyTree,
     train_step: Callable,
     train_iter: Iterator,
-    num_steps: int,
+    train: TrainConfig,
+    *,
     workdir: str | os.PathLike,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
     eval_step: Callable | None = None,
     eval_data: Mapping[str, Any] | None = None,
-    eval_every: int = 0,
-    log_every: int = 100,
-    checkpoint_every: int = 1000,
     image_fn: Callable | None = None,
     mesh=None,
-    eval_batch_size: int | None = None,
-    keep_checkpoints: int = 2,
-    progress: bool = True,
-    sync_every: int = 1,
-    time_limit_s: float | None = None,
-    examples_per_step: int | None = None,
 ) -> tuple[PyTree, dict]:
-    """Train ``state`` to ``num_steps`` steps, resuming from ``workdir`` when it holds a checkpoint.
+    """Train ``state`` to ``train.num_steps`` steps, resuming from ``workdir`` when it holds a checkpoint.
 
     Args:
       state: initial ``TrainState`` (ignored apart from its structure when a checkpoint exists).
-      train_step: ``step(state, batch) -> (state, metrics)``; metrics are scalars.
+      train_step: ``step(state, batch) -> (state, metrics)``; metrics are scalars. When it has a
+        ``count_examples(batch)`` method (the steps of :mod:`jaxvae.train.steps` and
+        :mod:`jaxvae.train.multi` do), the logged ``examples_per_sec`` counts with it (e.g. every
+        member's examples for several seeds in one program); else the batch's leading dimension.
       train_iter: iterator of host batches (dicts of arrays) with ``get_state()`` / ``set_state()``
         (e.g. :class:`jaxvae.data.loader.BatchIterator`); its state goes into every checkpoint.
-      num_steps: total number of steps (the state's ``step`` at the end).
+      train: the loop's settings (:class:`TrainConfig`: steps, evaluation, logging, checkpoints,
+        sync, time limit).
       workdir: run directory: ``checkpoints/``, ``metrics.jsonl``, TensorBoard events, ``images/``,
         ``config.json``.
-      config: JSON-serialisable dict of the run's config; its ``'model'`` section must match a
-        checkpoint found in ``workdir``.
+      config: JSON-serialisable dict (or dataclass) of the run's config, written to ``config.json``
+        and into every checkpoint; its ``'model'`` section must match a checkpoint found in
+        ``workdir``. ``None``: ``{"train": train}``.
       eval_step: ``eval_step(state, batch, key) -> dict[str, Array[B]]``.
       eval_data: dict of host arrays ``[N, ...]`` evaluated exactly once per example.
-      eval_every: evaluate every this many steps and at the end (0: only at the end).
-      log_every: write averaged training metrics every this many steps (and at the end).
-      checkpoint_every: checkpoint every this many steps (and at the end, and on SIGTERM).
       image_fn: ``image_fn(state, key) -> {name: [N, H, W(, C)] in [0, 1]}``, written as PNG grids
         at each evaluation.
       mesh: optional ``jax.sharding.Mesh``; batches are sharded over its data axis (the caller
         places ``state``, e.g. with ``jaxvae.train.sharding.replicate``).
-      eval_batch_size: eval batch size (default: the training batch size).
-      keep_checkpoints: number of checkpoints kept.
-      progress: show a tqdm bar.
-      sync_every: fetch metrics (and check for SIGTERM) every this many steps; see the module
-        docstring. Any value gives bitwise the same parameters.
-      time_limit_s: stop at the first sync after this many seconds of this call, saving a
-        checkpoint; ``history["time_limited"]`` is then True (a re-run resumes). ``None``: no limit.
-      examples_per_step: training examples one step consumes over all hosts, for the logged
-        ``examples_per_sec``. ``None`` (default): the batch's leading dimension times the number of
-        processes. Pass it when the leading axis is not the example axis, e.g. a batch stacked
-        ``[S, B, ...]`` over S model seeds consumes ``S * B`` examples.
 
     Returns:
       ``(state, history)`` with ``history = {"train": [records], "eval": [records],
@@ -311,17 +298,11 @@ def fit(
       ValueError: bad arguments; non-finite values in the first batch or in ``eval_data`` (the
         message names the key); a checkpoint of a different model in ``workdir``.
     """
-    num_steps = _require_positive("num_steps", num_steps, allow_zero=True)
-    eval_every = _require_positive("eval_every", eval_every, allow_zero=True)
-    log_every = _require_positive("log_every", log_every)
-    checkpoint_every = _require_positive("checkpoint_every", checkpoint_every)
-    sync_every = _require_positive("sync_every", sync_every)
-    if examples_per_step is not None:
-        examples_per_step = _require_positive("examples_per_step", examples_per_step)
-    if time_limit_s is not None and (
-        isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0
-    ):
-        raise ValueError(f"`time_limit_s` must be a positive number of seconds or None; got {time_limit_s!r}.")
+    if not isinstance(train, TrainConfig):
+        raise ValueError(f"`train` must be a jaxvae.train.loop.TrainConfig; got {type(train).__name__}.")
+    num_steps, eval_every, log_every = train.num_steps, train.eval_every, train.log_every
+    checkpoint_every, sync_every, time_limit_s = train.checkpoint_every, train.sync_every, train.time_limit_s
+    progress = train.progress
     t_call = _clock()
     if not (hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")):
         raise ValueError(
@@ -334,14 +315,13 @@ def fit(
         _leading_dim(eval_data)
         check_finite_batch(eval_data, where="eval_data")
     try:
-        config_json = _jsonable(dict(config))
-        json.dumps(config_json)
+        config_json = config_to_dict({"train": train} if config is None else config)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"`config` must be a JSON-serialisable dict; {e}") from None
+        raise ValueError(f"`config` must be a JSON-serialisable dict or a dataclass; {e}") from None
 
     workdir = os.fspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    ckpt = CheckpointManager(os.path.join(workdir, "checkpoints"), keep=keep_checkpoints)
+    ckpt = CheckpointManager(os.path.join(workdir, "checkpoints"), keep=train.keep_checkpoints)
     restored = ckpt.restore_latest(state, expected_config=config_json)
     if restored is not None:
         state, data_state, _ = restored
@@ -362,7 +342,12 @@ def fit(
     if start >= num_steps:
         if eval_step is not None:
             ev = evaluate(
-                eval_step, state, eval_data, eval_key(state, start), batch_size=eval_batch_size or 1000, mesh=mesh
+                eval_step,
+                state,
+                eval_data,
+                eval_key(state, start),
+                batch_size=train.eval_batch_size or train.batch_size,
+                mesh=mesh,
             )
             history["eval"].append({"step": start, **ev})
         ckpt.close()
@@ -398,10 +383,10 @@ def fit(
     try:
         batch = next(train_iter)
         check_finite_batch(batch, where="first training batch")
-        batch_size = _leading_dim(batch) * jax.process_count()  # each host feeds its own slice
-        eval_bs = eval_batch_size or batch_size
-        if examples_per_step is None:
-            examples_per_step = batch_size
+        count = getattr(train_step, "count_examples", None)
+        # each host feeds its own slice of every batch
+        examples_per_step = (count(batch) if count is not None else _leading_dim(batch)) * jax.process_count()
+        eval_bs = train.eval_batch_size or train.batch_size
         window: dict[str, float] = {}
         window_steps, window_time = 0, 0.0
         pending: list = []  # device metrics of steps not yet fetched

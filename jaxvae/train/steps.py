@@ -29,6 +29,7 @@ dtypes) and raise ``ValueError`` on a mismatch instead of silently compiling a n
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,6 +51,9 @@ __all__ = [
     "replicate_for_pmap",
     "unreplicate",
     "StepFunction",
+    "batch_size_of",
+    "check_compiler_options",
+    "train_step_body",
 ]
 
 
@@ -133,6 +137,19 @@ def _leaf_paths(treedef) -> list:
     return [p for p, _ in jax.tree_util.tree_flatten_with_path(dummy)[0]]
 
 
+def batch_size_of(batch: Any) -> int:
+    """The leading (batch) dimension of the batch's arrays; entries without one (a scalar setting such as
+    a temperature) do not count.
+
+    Raises:
+      ValueError: if no entry has a leading axis.
+    """
+    for x in jax.tree.leaves(batch):
+        if np.ndim(x) >= 1:
+            return int(np.shape(x)[0])
+    raise ValueError("`batch` holds no array with a leading batch axis.")
+
+
 def check_batch_divisible(batch: Any, n: int, what: str, *, axis: int = 0) -> None:
     """Raise ``ValueError`` if any batch leaf's ``axis`` size is not divisible by ``n``.
 
@@ -172,6 +189,11 @@ class StepFunction:
       trace_count: number of traces so far (see :meth:`compile_count`).
       batch_spec: ``None`` before the first call, then the (treedef, ((shape, dtype), ...))
         seen.
+      example_axes: how many leading axes of a batch entry count examples (1 for a plain step,
+        2 for ``[devices, per-device batch, ...]`` or ``[members, batch, ...]``); see
+        :meth:`count_examples`.
+      members: how many models the step trains on each example (several seeds in one program share
+        a batch); see :meth:`count_examples`.
     """
 
     def __init__(
@@ -181,9 +203,14 @@ class StepFunction:
         name: str,
         batch_argnum: int,
         first_check: Callable[[Any], None] | None = None,
+        *,
+        example_axes: int = 1,
+        members: int = 1,
     ):
         self.name = name
         self.trace_count = 0
+        self.example_axes = example_axes
+        self.members = members
 
         @functools.wraps(body)
         def counted(*args):
@@ -222,6 +249,15 @@ class StepFunction:
             )
         return self.fn(*args)
 
+    def count_examples(self, batch: Any) -> int:
+        """Training examples one call consumes: ``members`` times the product of the first
+        ``example_axes`` axes of the batch's arrays (arrays of lower rank, e.g. a scalar setting, are
+        not examples). :func:`jaxvae.train.loop.fit` logs ``examples_per_sec`` with it."""
+        shapes = [np.shape(x) for x in jax.tree.leaves(batch) if np.ndim(x) >= self.example_axes]
+        if not shapes:
+            raise ValueError(f"{self.name}: the batch holds no array with {self.example_axes} example axes.")
+        return self.members * math.prod(shapes[0][: self.example_axes])
+
     def compile_count(self) -> int:
         """Number of times the step was traced (= programs compiled); 1 after any number of calls
         with well-formed batches. 0 for ``jit=False``."""
@@ -232,7 +268,8 @@ class StepFunction:
         return self.fn.lower(*args)
 
 
-def _compiler_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def check_compiler_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``options`` as a dict of XLA option names to values (``None`` stays ``None``); else ``ValueError``."""
     if options is None:
         return None
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
@@ -302,7 +339,7 @@ def _loss_and_grads(
         (loss, out), grads = jax.value_and_grad(lambda p: _call_loss(loss_fn, p, ms, b, k), has_aux=True)(params)
         return loss, dict(out.metrics), out.model_state, grads
 
-    size = jax.tree.leaves(batch)[0].shape[0]
+    size = batch_size_of(batch)
     if microbatch is None or microbatch == size:
         return one(model_state, batch, key)
     if size % microbatch:
@@ -310,16 +347,18 @@ def _loss_and_grads(
     n = size // microbatch
     if microbatch_mode == "branches":
         return _branches_loss_and_grads(loss_fn, params, model_state, batch, key, n, microbatch)
-    chunks = jax.tree.map(lambda x: x.reshape((n, microbatch) + x.shape[1:]), batch)
+    # entries without a batch axis (a scalar setting) go to every slice whole
+    split, whole = _split_examples(batch)
+    chunks = jax.tree.map(lambda x: x.reshape((n, microbatch) + x.shape[1:]), split)
 
     def body(carry, xs):
         ms, acc = carry
         i, chunk = xs
-        loss, metrics, ms, grads = one(ms, chunk, jax.random.fold_in(key, i))
+        loss, metrics, ms, grads = one(ms, {**whole, **chunk}, jax.random.fold_in(key, i))
         acc = jax.tree.map(lambda a, v: a + v.astype(a.dtype), acc, (loss, metrics, grads))
         return (ms, acc), None
 
-    first = jax.eval_shape(lambda: one(model_state, jax.tree.map(lambda c: c[0], chunks), key))
+    first = jax.eval_shape(lambda: one(model_state, {**whole, **jax.tree.map(lambda c: c[0], chunks)}, key))
     zeros = jax.tree.map(
         lambda a: jnp.zeros(a.shape, jnp.result_type(a.dtype, jnp.float32)), (first[0], first[1], first[3])
     )
@@ -329,13 +368,21 @@ def _loss_and_grads(
     return loss, metrics, new_ms, grads
 
 
+def _split_examples(batch: Any) -> tuple[dict, dict]:
+    """``(entries with a batch axis, entries without)`` of a dict batch."""
+    if not isinstance(batch, Mapping):
+        return batch, {}
+    split = {k: v for k, v in batch.items() if jnp.ndim(v) >= 1}
+    return split, {k: v for k, v in batch.items() if k not in split}
+
+
 def _branches_loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, n: int, m: int):
     """``microbatch_mode='branches'`` of :func:`_loss_and_grads`: ``n`` slices of ``m``, no loop."""
 
     def total(p):
         ms, losses, metrics = model_state, [], []
         for i in range(n):
-            piece = jax.tree.map(lambda x: x[i * m : (i + 1) * m], batch)
+            piece = jax.tree.map(lambda x: x[i * m : (i + 1) * m] if jnp.ndim(x) >= 1 else x, batch)
             loss, out = _call_loss(loss_fn, p, ms, piece, jax.random.fold_in(key, i))
             ms = out.model_state
             losses.append(loss.astype(jnp.result_type(loss.dtype, jnp.float32)))
@@ -347,7 +394,7 @@ def _branches_loss_and_grads(loss_fn: LossFn, params, model_state, batch, key, n
     return loss, metrics, new_ms, grads
 
 
-def _train_body(
+def train_step_body(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     state: TrainState,
@@ -358,6 +405,9 @@ def _train_body(
     microbatch: int | None = None,
     microbatch_mode: str = "scan",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update of ``state`` on ``batch`` with step key ``key``, traced (no jit): the body of every
+    train step builder (see the module docstring for the skip gate). ``axis_name``: ``pmean`` the
+    gradients, loss, metrics and model state over that mapped axis first."""
     loss, metrics, new_model_state, grads = _loss_and_grads(
         loss_fn, state.params, state.model_state, batch, key, microbatch, microbatch_mode
     )
@@ -484,7 +534,7 @@ def make_train_step(
 
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
-        return _train_body(
+        return train_step_body(
             loss_fn,
             optimizer,
             state,
@@ -499,7 +549,7 @@ def make_train_step(
     if jit:
         kw: dict[str, Any] = {
             "donate_argnums": (0,) if donate else (),
-            "compiler_options": _compiler_options(compiler_options),
+            "compiler_options": check_compiler_options(compiler_options),
         }
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
@@ -539,7 +589,7 @@ def make_eval_step(
         out = eval_fn(state.params, state.model_state, batch, key)
         if not isinstance(out, dict):
             raise ValueError(f"`eval_fn` must return a dict of [B] arrays; got {type(out).__name__}.")
-        b = jax.tree.leaves(batch)[0].shape[0]
+        b = batch_size_of(batch)
         for name, v in out.items():
             if jnp.shape(v) != (b,):
                 raise ValueError(
@@ -549,7 +599,7 @@ def make_eval_step(
 
     first_check = _mesh_check(mesh)
     if jit:
-        kw: dict[str, Any] = {"compiler_options": _compiler_options(compiler_options)}
+        kw: dict[str, Any] = {"compiler_options": check_compiler_options(compiler_options)}
         if mesh is not None:
             rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(_data_axis(mesh)))
             kw.update(in_shardings=(rep, data, rep), out_shardings=data)
@@ -599,7 +649,7 @@ def make_pmap_train_step(
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        return _train_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name, check_updates=check_updates)
+        return train_step_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name, check_updates=check_updates)
 
     n_dev = len(devices) if devices is not None else jax.local_device_count()
     transform = functools.partial(jax.pmap, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices)
@@ -615,7 +665,7 @@ def make_pmap_train_step(
                     f"examples with x.reshape({n_dev}, B // {n_dev}, ...) (B divisible by {n_dev})."
                 )
 
-    return StepFunction(step, transform, "pmap_train_step", 1, check_leading)
+    return StepFunction(step, transform, "pmap_train_step", 1, check_leading, example_axes=2)
 
 
 def replicate_for_pmap(tree: PyTree, devices: list | None = None, *, axis_name: str = "batch") -> PyTree:

@@ -424,3 +424,22 @@ def test_microbatch_errors():
 
     with pytest.raises(ValueError, match="mesh"):
         make_train_step(_deterministic_loss, opt, microbatch=4, mesh=make_data_mesh())
+
+
+def test_a_scalar_batch_entry_does_not_break_the_step():
+    """A scalar setting in the batch (e.g. a temperature) sorts before 'x': the batch size comes from the
+    arrays that have a leading axis."""
+
+    def loss(params, model_state, batch, key):
+        del key
+        value = batch["temperature"] * jnp.mean(jnp.square(batch["x"] @ params["w"]))
+        return LossOutput(value, {}, model_state)
+
+    tx = optax.sgd(0.1)
+    state = create_train_state(jax.random.key(0), {"w": jnp.ones((3,))}, {}, tx)
+    batch = {"x": np.ones((4, 3), np.float32), "temperature": np.float32(0.5)}
+    for mb in (None, 2):
+        new, metrics = make_train_step(loss, tx, donate=False, microbatch=mb)(state, batch)
+        np.testing.assert_allclose(metrics["loss"], 0.5 * 9.0, rtol=1e-6)
+    out = make_eval_step(lambda p, ms, b, k: {"v": b["temperature"] * b["x"].sum(-1)})(state, batch, jax.random.key(1))
+    np.testing.assert_allclose(out["v"], 1.5, rtol=1e-6)
