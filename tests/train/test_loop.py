@@ -1,5 +1,6 @@
 """fit: training to num_steps, logging, exact-once evaluation, resume, preemption, data checks."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxvae.data.loader import BatchIterator
-from jaxvae.train.loop import evaluate, fit
+from jaxvae.train.loop import TrainConfig, evaluate, fit
 from jaxvae.train.optim import OptimizerConfig, make_optimizer
 from jaxvae.train.state import LossOutput
 from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step
@@ -62,19 +63,28 @@ def toy_setup(seed=0, n=64, batch_size=8):
     return state, step, it
 
 
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def train_config(num_steps, **kw):
+    """The loop settings of these tests: checkpoints every 3 steps, logs every 2, no progress bar."""
+    kw = {"checkpoint_every": 3, "log_every": 2, "progress": False, "batch_size": 8, **kw}
+    return TrainConfig(num_steps=num_steps, **kw)
+
+
 def run(workdir, num_steps, *, iter_wrapper=None, **kw):
+    """``fit`` on the toy problem; ``kw`` holds TrainConfig fields and fit's own keywords."""
     state, step, it = toy_setup()
-    kw.setdefault("checkpoint_every", 3)
-    kw.setdefault("log_every", 2)
+    train = train_config(num_steps, **{k: v for k, v in kw.items() if k in TRAIN_FIELDS})
+    rest = {k: v for k, v in kw.items() if k not in TRAIN_FIELDS}
     return fit(
-        state=state,
-        train_step=step,
-        train_iter=iter_wrapper(it) if iter_wrapper else it,
-        num_steps=num_steps,
+        state,
+        step,
+        iter_wrapper(it) if iter_wrapper else it,
+        train,
         workdir=workdir,
         config={"model": {"d": D}},
-        progress=False,
-        **kw,
+        **rest,
     )
 
 
@@ -109,19 +119,27 @@ def _raise():
     raise Crash
 
 
-def test_examples_per_sec_counts_the_batch_axis_or_the_examples_per_step_given(tmp_path):
-    # toy batches are [8, D]: by default a step is 8 examples; a caller whose leading axis is not the
-    # example axis (a seed axis) passes its own count
-    for sub, given, per_step in (("default", None, 8), ("given", 1000, 1000)):
-        _, hist = run(tmp_path / sub, 6, examples_per_step=given)
+def test_examples_per_sec_counts_what_the_step_says_one_call_consumes(tmp_path):
+    """A plain step's batch [8, D] is 8 examples; a step that trains several members on it counts each
+    member's (``count_examples``), e.g. 3 seeds in one program consume 24 examples per call."""
+
+    class ThreeMembers:
+        def __init__(self, step):
+            self.step = step
+
+        def __call__(self, state, batch):
+            return self.step(state, batch)
+
+        def count_examples(self, batch):
+            return 3 * len(batch["x"])
+
+    for sub, wrap, per_step in (("plain", None, 8), ("members", ThreeMembers, 24)):
+        state, step, it = toy_setup()
+        _, hist = fit(state, wrap(step) if wrap else step, it, train_config(6), workdir=tmp_path / sub)
         timed = [r for r in hist["train"] if "steps_per_sec" in r]
         assert timed, hist["train"]
         for r in timed:
             assert r["examples_per_sec"] == pytest.approx(per_step * r["steps_per_sec"], rel=1e-9)
-    for bad in (0, -3, 2.5):
-        with pytest.raises(ValueError, match="examples_per_step"):
-            run(tmp_path / f"bad{bad}", 2, examples_per_step=bad)
-        assert not (tmp_path / f"bad{bad}").exists()  # refused before anything is written
 
 
 def test_fit_trains_logs_evaluates_and_checkpoints(tmp_path):
@@ -256,7 +274,7 @@ def test_nan_in_first_batch_names_the_key(tmp_path):
 
     it = BatchIterator(toy_data(), 64, seed=0, transform=poison)
     with pytest.raises(ValueError, match=r"\['x'\].*non-finite"):
-        fit(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={}, progress=False)
+        fit(state, step, it, train_config(2), workdir=tmp_path, config={})
     assert not os.path.exists(tmp_path / "checkpoints" / "1")
 
 
@@ -265,17 +283,7 @@ def test_nan_in_eval_data_names_the_key(tmp_path):
     bad = toy_data(8)
     bad["y"][0] = np.inf
     with pytest.raises(ValueError, match=r"eval_data\['y'\]"):
-        fit(
-            state=state,
-            train_step=step,
-            train_iter=it,
-            num_steps=2,
-            workdir=tmp_path,
-            config={},
-            eval_step=toy_eval_step(8),
-            eval_data=bad,
-            progress=False,
-        )
+        fit(state, step, it, train_config(2), workdir=tmp_path, config={}, eval_step=toy_eval_step(8), eval_data=bad)
 
 
 def test_wrong_model_in_workdir(tmp_path):
@@ -285,15 +293,7 @@ def test_wrong_model_in_workdir(tmp_path):
     state = create_train_state(jax.random.key(0), params, {}, tx)
     it = BatchIterator(toy_data(), 8, seed=0)
     with pytest.raises(ValueError, match=r"different model(.|\n)*\['w'\](.|\n)*--workdir"):
-        fit(
-            state=state,
-            train_step=make_train_step(toy_loss, tx),
-            train_iter=it,
-            num_steps=5,
-            workdir=tmp_path,
-            config={"model": {"d": D + 1}},
-            progress=False,
-        )
+        fit(state, make_train_step(toy_loss, tx), it, train_config(5), workdir=tmp_path, config={"model": {"d": D + 1}})
 
 
 @pytest.mark.parametrize(
@@ -301,34 +301,32 @@ def test_wrong_model_in_workdir(tmp_path):
     [
         ({"num_steps": -1}, "num_steps"),
         ({"log_every": 0}, "log_every"),
-        ({"eval_data": {"x": np.ones(3)}}, "together"),
         ({"sync_every": 0}, "sync_every"),
+        ({"eval_batch_size": 0}, "eval_batch_size"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints"),
         ({"time_limit_s": 0}, "time_limit_s"),
         ({"time_limit_s": "1h"}, "time_limit_s"),
         ({"time_limit_s": True}, "time_limit_s"),
         ({"time_limit_s": float("nan")}, "time_limit_s"),
     ],
 )
-def test_bad_arguments(tmp_path, kw, match):
+def test_bad_train_config(kw, match):
+    with pytest.raises(ValueError, match=f"`{match}`"):
+        TrainConfig(**kw)
+
+
+def test_bad_fit_arguments(tmp_path):
     state, step, it = toy_setup()
-    args = dict(state=state, train_step=step, train_iter=it, num_steps=2, workdir=tmp_path, config={}, progress=False)
-    args.update(kw)
-    with pytest.raises(ValueError, match=match):
-        fit(**args)
+    with pytest.raises(ValueError, match="together"):
+        fit(state, step, it, train_config(2), workdir=tmp_path, eval_data={"x": np.ones(3)})
+    with pytest.raises(ValueError, match="`train` must be a jaxvae.train.loop.TrainConfig"):
+        fit(state, step, it, {"num_steps": 2}, workdir=tmp_path)
 
 
 def test_iterator_without_state_is_refused(tmp_path):
     state, step, it = toy_setup()
     with pytest.raises(ValueError, match="get_state"):
-        fit(
-            state=state,
-            train_step=step,
-            train_iter=iter([{"x": 1}]),
-            num_steps=2,
-            workdir=tmp_path,
-            config={},
-            progress=False,
-        )
+        fit(state, step, iter([{"x": 1}]), train_config(2), workdir=tmp_path, config={})
 
 
 def test_fit_on_a_mesh_matches_plain_run(tmp_path):
@@ -339,18 +337,15 @@ def test_fit_on_a_mesh_matches_plain_run(tmp_path):
     state, _, it = toy_setup()
     tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
     out, hist = fit(
-        state=replicate(state, mesh),
-        train_step=make_train_step(toy_loss, tx, mesh=mesh),
-        train_iter=it,
-        num_steps=6,
+        replicate(state, mesh),
+        make_train_step(toy_loss, tx, mesh=mesh),
+        it,
+        train_config(6),
         workdir=tmp_path / "mesh",
         config={"model": {"d": D}},
         eval_step=make_eval_step(toy_eval, mesh=mesh),
         eval_data=toy_data(11),
         mesh=mesh,
-        checkpoint_every=3,
-        log_every=2,
-        progress=False,
     )
     assert hist["eval"][-1]["num_examples"] == 11
     for k in ("w", "b"):  # same maths, possibly another reduction order: float32 rounding only
@@ -363,7 +358,7 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 sys.path.insert(0, sys.argv[1])
 import jax, numpy as np
 from tests.train.test_loop import toy_setup, toy_loss, toy_eval, toy_data
-from jaxvae.train.loop import fit
+from jaxvae.train.loop import TrainConfig, fit
 from jaxvae.train.optim import OptimizerConfig, make_optimizer
 from jaxvae.train.sharding import make_data_mesh, replicate
 from jaxvae.train.steps import make_train_step, make_eval_step
@@ -372,15 +367,15 @@ mesh = make_data_mesh()
 state, _, it = toy_setup()
 tx = make_optimizer(OptimizerConfig(learning_rate=0.05))
 # 120 steps: far past the ~20-50 queued collective steps that abort an unsynced loop (environment.md 1.6)
-out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh), train_iter=it,
-                num_steps=120, workdir=sys.argv[2], config={}, eval_step=make_eval_step(toy_eval, mesh=mesh),
-                eval_data=toy_data(13), eval_every=60, mesh=mesh, checkpoint_every=60, log_every=20, progress=False)
+train = TrainConfig(num_steps=120, batch_size=8, eval_every=60, checkpoint_every=60, log_every=20, progress=False)
+out, hist = fit(replicate(state, mesh), make_train_step(toy_loss, tx, mesh=mesh), it, train, workdir=sys.argv[2],
+                config={}, eval_step=make_eval_step(toy_eval, mesh=mesh), eval_data=toy_data(13), mesh=mesh)
 assert int(out.step) == 120 and hist["eval"][-1]["num_examples"] == 13, hist
 # resume onto the mesh: the restored state keeps the replicated sharding and trains on
 state, _, it = toy_setup()
-out, hist = fit(state=replicate(state, mesh), train_step=make_train_step(toy_loss, tx, mesh=mesh), train_iter=it,
-                num_steps=125, workdir=sys.argv[2], config={}, mesh=mesh, checkpoint_every=60, log_every=5,
-                progress=False)
+train = TrainConfig(num_steps=125, batch_size=8, checkpoint_every=60, log_every=5, progress=False)
+out, hist = fit(replicate(state, mesh), make_train_step(toy_loss, tx, mesh=mesh), it, train, workdir=sys.argv[2],
+                config={}, mesh=mesh)
 assert hist["start_step"] == 120 and int(out.step) == 125, hist
 assert out.params["w"].sharding.is_fully_replicated
 print("OK")

@@ -57,7 +57,7 @@ def _worker(port: int, pid: int, workdir: str, out: str) -> None:
     import jax
 
     from jaxvae.data.loader import BatchIterator
-    from jaxvae.train.loop import fit
+    from jaxvae.train.loop import TrainConfig, fit
     from jaxvae.train.sharding import make_data_mesh, replicate
     from jaxvae.train.steps import create_train_state, make_train_step
 
@@ -69,18 +69,8 @@ def _worker(port: int, pid: int, workdir: str, out: str) -> None:
     def run(wrap):
         state = replicate(create_train_state(jax.random.key(1), init_params(), init_model_state(), opt), mesh)
         it = BatchIterator(data, B, seed=0, process_index=pid, process_count=N_PROC)
-        return fit(
-            state=state,
-            train_step=step,
-            train_iter=wrap(it),
-            num_steps=N_STEPS,
-            workdir=workdir,
-            config={"model": {"toy": 1}},
-            checkpoint_every=100,
-            log_every=2,
-            mesh=mesh,
-            progress=False,
-        )
+        train = TrainConfig(num_steps=N_STEPS, batch_size=8, checkpoint_every=100, log_every=2, progress=False)
+        return fit(state, step, wrap(it), train, workdir=workdir, config={"model": {"toy": 1}}, mesh=mesh)
 
     _, first = run(lambda it: _TermAt(it, TERM_AT) if pid == 0 else it)
     state, second = run(lambda it: it)

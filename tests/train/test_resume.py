@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     import numpy as np
     from tests.train.test_loop import Interrupt, toy_setup
-    from jaxvae.train.loop import fit
+    from jaxvae.train.loop import TrainConfig, fit
 
     workdir, out = sys.argv[2], sys.argv[3]
     num_steps, ckpt_every, sleep = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
@@ -39,9 +39,8 @@ SCRIPT = textwrap.dedent(
             time.sleep(sleep)
             return next(self.it)
 
-    state, hist = fit(state=state, train_step=step, train_iter=Slow(it, 0, None), num_steps=num_steps,
-                      workdir=workdir, config={"model": {"toy": 1}}, log_every=5,
-                      checkpoint_every=ckpt_every, progress=False)
+    train = TrainConfig(num_steps=num_steps, batch_size=8, log_every=5, checkpoint_every=ckpt_every, progress=False)
+    state, hist = fit(state, step, Slow(it, 0, None), train, workdir=workdir, config={"model": {"toy": 1}})
     np.savez(out, **{k: np.asarray(v) for k, v in state.params.items()}, step=np.asarray(state.step),
              start=hist["start_step"])
     sys.exit(143 if hist["preempted"] else 0)
