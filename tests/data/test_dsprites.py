@@ -190,6 +190,29 @@ def test_rendering_is_deterministic_and_batch_independent():
     assert render_dsprites(np.array([], np.int64)).shape == (0, 64, 64)
 
 
+def _full_frame_reference(indices):
+    """Every pixel of the 64 x 64 frame tested against the shape (no window), one image at a time."""
+    c = index_to_classes(indices)
+    v = classes_to_values(c)
+    centres = np.arange(64) + 0.5
+    out = []
+    for shape, scale, theta, px, py in zip(c[:, 1], v[:, 2], v[:, 3], v[:, 4], v[:, 5]):
+        dx = (centres[None, :] - (12 + 40 * px)) / scale
+        dy = ((12 + 40 * py) - centres[:, None]) / scale
+        u = np.cos(theta) * dx + np.sin(theta) * dy
+        w = np.cos(theta) * dy - np.sin(theta) * dx
+        out.append(ds._inside(int(shape), u, w))
+    return np.stack(out).astype(np.uint8)
+
+
+def test_windowed_rendering_equals_the_full_frame():
+    """The 25 x 25 window around the centre never clips a sprite: same pixels as testing the whole frame."""
+    rng = np.random.default_rng(7)
+    corners = [idx(s, 5, o, x, y) for s in range(3) for o in range(0, 40, 3) for x in (0, 31) for y in (0, 31)]
+    batch = np.concatenate([rng.integers(0, NUM_IMAGES, 300), corners])
+    np.testing.assert_array_equal(render_dsprites(batch), _full_frame_reference(batch))
+
+
 def test_render_sprites_matches_the_grid():
     c = index_to_classes(np.array([12345, 600_000]))
     v = classes_to_values(c)
