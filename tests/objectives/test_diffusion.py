@@ -78,7 +78,8 @@ def test_edm_denoiser_feeds_the_network_c_in_x_and_c_noise():
     c_skip, c_out, c_in, c_noise = edm_precond(sigma, 0.7)
     np.testing.assert_allclose(seen["x_in"], c_in[:, None, None] * x, rtol=1e-6)
     np.testing.assert_allclose(seen["c_noise"], c_noise, rtol=1e-6)
-    want = c_skip[:, None, None] * x + c_out[:, None, None] * (jnp.sin(c_in[:, None, None] * x) + c_noise[:, None, None])
+    per = lambda v: v[:, None, None]
+    want = per(c_skip) * x + per(c_out) * (jnp.sin(per(c_in) * x) + per(c_noise))
     np.testing.assert_allclose(d, want, rtol=1e-5, atol=1e-6)
 
 
@@ -139,7 +140,7 @@ def _gaussian_raw_net(m, s, sigma_data):
 
 @pytest.mark.parametrize("sigma", [0.05, 0.5, 4.0])
 def test_loss_of_the_exact_denoiser_has_the_posterior_variance(sigma):
-    """With the exact denoiser, ``(D - y) ~ N(0, v)``, v = s^2 sigma^2 / (s^2 + sigma^2) per pixel: loss ~ lambda v chi2_P."""
+    """Exact denoiser: ``D - y ~ N(0, v)``, ``v = s^2 sigma^2 / (s^2 + sigma^2)`` a pixel: loss ~ lambda v chi2_P."""
     m, s, sd, b, p = 0.2, 0.6, 0.5, 4000, 4
     y = m + s * jax.random.normal(jax.random.key(0), (b, p))
     loss = np.asarray(denoising_loss(jax.random.key(1), _gaussian_raw_net(m, s, sd), y, jnp.full(b, sigma)), np.float64)
