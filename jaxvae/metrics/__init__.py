@@ -1,6 +1,19 @@
 """Evaluation metrics: pure, jittable, chunked, shardable; they take callables, never models."""
 
 from jaxvae.metrics.active_units import active_units
+from jaxvae.metrics.gaps import amortization_gap, generalization_gap, robustness_gap, skl_attack
 from jaxvae.metrics.iw_nll import iw_log_likelihood, make_iw_log_likelihood, mean_and_stderr
+from jaxvae.metrics.ssim import ms_ssim, ssim
 
-__all__ = ["active_units", "iw_log_likelihood", "make_iw_log_likelihood", "mean_and_stderr"]
+__all__ = [
+    "active_units",
+    "amortization_gap",
+    "generalization_gap",
+    "iw_log_likelihood",
+    "make_iw_log_likelihood",
+    "mean_and_stderr",
+    "ms_ssim",
+    "robustness_gap",
+    "skl_attack",
+    "ssim",
+]
