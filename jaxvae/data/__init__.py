@@ -1,5 +1,8 @@
 """NumPy-side data: offline MNIST, dSprites rendered here, binarization, resumable batch iterators, TFDS.
 
+The synthetic-data pool (``synthetic``) is exported here; the jax augmentations (``jaxvae.data.augment``,
+which run inside compiled steps) are imported from their module so that this package stays NumPy-only.
+
 Nothing here imports model code; batches are ``dict[str, np.ndarray]`` handed to the engine.
 """
 
@@ -22,6 +25,7 @@ from jaxvae.data.mnist import (
     load_mnist,
     to_unit_float,
 )
+from jaxvae.data.synthetic import SyntheticPool, SyntheticPoolIterator, pool_size, write_pool
 from jaxvae.data.tfds_adapter import load_tfds_arrays
 from jaxvae.data.transforms import compose, dynamic_binarize
 
@@ -32,6 +36,8 @@ __all__ = [
     "MnistArrays",
     "MnistNotInstalledError",
     "StackedIterator",
+    "SyntheticPool",
+    "SyntheticPoolIterator",
     "binarize_round",
     "binarize_static",
     "compose",
@@ -45,5 +51,7 @@ __all__ = [
     "load_mnist",
     "load_tfds_arrays",
     "render_dsprites",
+    "pool_size",
     "to_unit_float",
+    "write_pool",
 ]

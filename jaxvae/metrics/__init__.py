@@ -10,18 +10,26 @@ from jaxvae.metrics.disentanglement import (
     mutual_information_gap_discrete,
     sap_score,
 )
+from jaxvae.metrics.gaps import amortization_gap, generalization_gap, robustness_gap, skl_attack
 from jaxvae.metrics.iw_nll import iw_log_likelihood, make_iw_log_likelihood, mean_and_stderr
+from jaxvae.metrics.ssim import ms_ssim, ssim
 
 __all__ = [
     "FactorVaeScore",
     "MigResult",
     "SapResult",
     "active_units",
+    "amortization_gap",
     "factor_vae_score",
+    "generalization_gap",
     "iw_log_likelihood",
     "make_iw_log_likelihood",
     "mean_and_stderr",
+    "ms_ssim",
     "mutual_information_gap",
     "mutual_information_gap_discrete",
+    "robustness_gap",
     "sap_score",
+    "skl_attack",
+    "ssim",
 ]

@@ -3,6 +3,7 @@
 from jaxvae.nets.conv import ConvDecoder, ConvEncoder
 from jaxvae.nets.heads import GaussianHead, LogitsHead, gaussian_scale
 from jaxvae.nets.mlp import ACTIVATIONS, MLP, get_activation
+from jaxvae.nets.unet import UNet
 
 __all__ = [
     "ACTIVATIONS",
@@ -11,6 +12,7 @@ __all__ = [
     "ConvEncoder",
     "GaussianHead",
     "LogitsHead",
+    "UNet",
     "gaussian_scale",
     "get_activation",
 ]
