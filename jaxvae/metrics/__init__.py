@@ -12,6 +12,7 @@ from jaxvae.metrics.disentanglement import (
 )
 from jaxvae.metrics.gaps import amortization_gap, generalization_gap, robustness_gap, skl_attack
 from jaxvae.metrics.iw_nll import iw_log_likelihood, make_iw_log_likelihood, mean_and_stderr
+from jaxvae.metrics.paired import mean_std, paired_comparison, paired_p_values
 from jaxvae.metrics.ssim import ms_ssim, ssim
 
 __all__ = [
@@ -25,9 +26,12 @@ __all__ = [
     "iw_log_likelihood",
     "make_iw_log_likelihood",
     "mean_and_stderr",
+    "mean_std",
     "ms_ssim",
     "mutual_information_gap",
     "mutual_information_gap_discrete",
+    "paired_comparison",
+    "paired_p_values",
     "robustness_gap",
     "sap_score",
     "skl_attack",

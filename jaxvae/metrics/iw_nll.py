@@ -10,10 +10,10 @@ with K = 5000 it is the standard "test NLL" of the VAE literature (NLL = -L_K).
 
 How it runs:
 
-- **Samples in chunks.** The K samples are drawn ``sample_chunk`` at a time; a streaming
-  logsumexp keeps a running maximum ``m`` and a running sum ``s = sum exp(log w - m)``, rescaled
-  when ``m`` grows, so memory is ``O(batch_size * sample_chunk)`` whatever K is. A final partial
-  chunk is masked (its extra samples get ``log w = -inf``), never recompiled.
+- **Samples in chunks.** The K samples are drawn ``sample_chunk`` at a time and folded into the
+  streaming logsumexp of :mod:`jaxvae.objectives.iwae` (a running maximum ``m`` and a running sum
+  ``s = sum exp(log w - m)``, rescaled when ``m`` grows), so memory is ``O(batch_size * sample_chunk)``
+  whatever K is. A final partial chunk is masked (its extra samples get ``log w = -inf``), never recompiled.
 - **Keys.** Example ``i`` (its index in ``x``) uses ``key_i = fold_in(key, i)`` and chunk ``c``
   uses ``fold_in(key_i, c)``. The estimate of an example therefore depends only on
   ``(key, i, num_samples, sample_chunk)``: not on ``batch_size``, padding or the device mesh.
@@ -37,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike
 
+from jaxvae.objectives.iwae import logsumexp_finalize, logsumexp_init, logsumexp_update
 from jaxvae.typing import PRNGKey
 
 LogWeightFn = Callable[[PRNGKey, jax.Array, int], jax.Array]
@@ -77,25 +78,17 @@ def _streaming_estimate(log_weight_fn, x, idx, key, *, num_samples, chunk, varyi
             )
         return lw[:, 0]
 
-    def body(carry, c):
-        m, s = carry
+    def body(state, c):
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(example_keys, c)
         lw = jax.vmap(one_example)(keys, x)  # [b, chunk]
         valid = c * chunk + jnp.arange(chunk) < num_samples  # mask the tail of the last chunk
-        lw = jnp.where(valid[None, :], lw, -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(lw, axis=1))
-        shift = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # all -inf so far: keep s = 0, no NaN
-        s = s * jnp.exp(m - shift) + jnp.sum(jnp.exp(lw - shift[:, None]), axis=1)
-        return (m_new, s), None
+        return logsumexp_update(state, jnp.where(valid[:, None], lw.T, -jnp.inf)), None
 
-    b = x.shape[0]
-    dtype = jnp.result_type(x.dtype, jnp.float32)
-    init = (jnp.full((b,), -jnp.inf, dtype), jnp.zeros((b,), dtype))
+    state = logsumexp_init((x.shape[0],), jnp.result_type(x.dtype, jnp.float32))
     if varying_axis is not None:  # inside shard_map the carry differs per device, like the batch
-        init = jax.lax.pcast(init, (varying_axis,), to="varying")
-    (m, s), _ = jax.lax.scan(body, init, jnp.arange(num_chunks))
-    shift = jnp.where(jnp.isfinite(m), m, 0.0)
-    return jnp.log(s) + shift - math.log(num_samples)
+        state = jax.lax.pcast(state, (varying_axis,), to="varying")
+    state, _ = jax.lax.scan(body, state, jnp.arange(num_chunks))
+    return logsumexp_finalize(state) - math.log(num_samples)
 
 
 def make_iw_log_likelihood(
