@@ -31,18 +31,8 @@ __all__ = [
     "parse_args",
     "load_config",
     "apply_overrides",
-    "config_to_dict",
     "parse_value",
-    "machine_description",
 ]
-
-
-def machine_description() -> str:
-    """What ran a job, for its ``results.json``: device kind and count, platform, host CPU count."""
-    import jax
-
-    devs = jax.devices()
-    return f"{len(devs)} x {devs[0].device_kind} ({devs[0].platform}), {os.cpu_count()} host CPU cores"
 
 
 class ConfigError(ValueError):
@@ -181,11 +171,6 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
             raise ConfigError(f"--set: bad dotted path {key!r}.")
         cfg = _set(cfg, path, text, item)
     return cfg
-
-
-def config_to_dict(cfg: Any) -> dict:
-    """JSON-ready dict of a dataclass tree (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def parse_args(argv: Sequence[str] | None = None, *, description: str | None = None) -> argparse.Namespace:

@@ -1,0 +1,224 @@
+"""What every experiment shares: the binarized-MNIST data section, provenance, and results files.
+
+- :class:`MnistData` / :func:`load_binarized_mnist`: the one definition of the binarized MNIST the
+  likelihood experiments train and test on (dynamic or static training binarization, a fixed-seed test
+  binarization; not the Larochelle file).
+- :class:`IWEval` / :func:`iw_nll`: the importance-weighted test NLL (Burda et al. 2016) of a model's
+  ``log_weight_fn``, with its standard error and time.
+- :func:`provenance`: command, commit, machine, date and versions of a run, for its results file.
+- :func:`write_results` / :func:`read_results`: a results file written atomically (a temporary file,
+  then ``os.replace``), so an interrupted run never leaves a half-written one.
+
+Results a README quotes are stored as JSON under ``experiments/<paper>/results/`` with this
+provenance (command, commit, machine, date, seeds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from jaxvae.config import check_one_of, check_positive_int, config_to_dict
+
+__all__ = [
+    "IWEval",
+    "MnistData",
+    "config_to_dict",
+    "git_commit",
+    "iw_nll",
+    "load_binarized_mnist",
+    "machine_description",
+    "provenance",
+    "read_results",
+    "write_results",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistData:
+    """Binarized MNIST as the likelihood experiments use it.
+
+    Attributes:
+      binarization: ``'dynamic'``: each training batch is re-binarized, ``b ~ Bernoulli(x)``, every
+        time it is drawn; ``'static'``: one fixed-seed stochastic binarization of the training set.
+        Either way the test set is one fixed-seed stochastic binarization (``test_seed``), so test
+        numbers are comparable across runs. Not the Larochelle binarized-MNIST file.
+      static_seed: seed of the static training binarization.
+      test_seed: seed of the test binarization.
+      train_examples: use only the first N training images (None: all 60,000).
+      test_examples: use only the first N test images (None: all 10,000).
+    """
+
+    binarization: Literal["dynamic", "static"] = "dynamic"
+    static_seed: int = 1
+    test_seed: int = 0
+    train_examples: int | None = None
+    test_examples: int | None = None
+
+    def __post_init__(self):
+        check_one_of("binarization", self.binarization, ("dynamic", "static"))
+        check_positive_int("static_seed", self.static_seed, allow_zero=True)
+        check_positive_int("test_seed", self.test_seed, allow_zero=True)
+        for name in ("train_examples", "test_examples"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+
+
+def load_binarized_mnist(cfg: MnistData, x_shape: Sequence[int] = (784,)):
+    """``(train, test, transform)``: ``{"x": [N, *x_shape]}`` float32 arrays and the training transform.
+
+    ``train`` holds grey levels in [0, 1] for dynamic binarization (``transform`` then re-binarizes each
+    batch) and 0/1 for static (``transform`` is None); ``test`` is always the fixed-seed binarization.
+    """
+    from jaxvae.data.mnist import binarize_static, load_mnist, to_unit_float
+    from jaxvae.data.transforms import dynamic_binarize
+    from jaxvae.train.loop import check_finite_batch
+
+    m = load_mnist()
+    x_train = to_unit_float(m.x_train)[: cfg.train_examples]
+    x_test = binarize_static(to_unit_float(m.x_test), seed=cfg.test_seed)[: cfg.test_examples]
+    transform = dynamic_binarize(("x",)) if cfg.binarization == "dynamic" else None
+    if cfg.binarization == "static":
+        x_train = binarize_static(x_train, seed=cfg.static_seed)
+    shape = tuple(x_shape)
+    train = {"x": np.asarray(x_train, np.float32).reshape((-1,) + shape)}
+    test = {"x": np.asarray(x_test, np.float32).reshape((-1,) + shape)}
+    check_finite_batch(train, where="train data")
+    check_finite_batch(test, where="test data")
+    return train, test, transform
+
+
+@dataclasses.dataclass(frozen=True)
+class IWEval:
+    """The importance-weighted NLL run after training (:func:`iw_nll`).
+
+    Attributes:
+      samples: K of ``log p(x) ~= logsumexp_k log w_k - log K`` (Burda et al. 2016, Eq. 8); 0 skips it.
+        The literature's "test NLL" uses 5000.
+      examples: number of test examples it runs on, the first ones (None: the whole test set).
+      sample_chunk: importance samples drawn per chunk (memory ~ batch x chunk).
+      batch_size: examples per compiled batch (None: chosen from ``sample_chunk``).
+    """
+
+    samples: int = 1000
+    examples: int | None = 1000
+    sample_chunk: int = 250
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        check_positive_int("samples", self.samples, allow_zero=True)
+        check_positive_int("sample_chunk", self.sample_chunk)
+        for name in ("examples", "batch_size"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+
+
+def iw_nll(cfg: IWEval, log_weight_fn, x: np.ndarray, key) -> dict[str, Any]:
+    """The IW-NLL of ``x[:cfg.examples]`` in nats: ``{"iw_nll", "iw_nll_stderr", "iw_samples",
+    "iw_examples", "iw_seconds", "per_example_log_likelihood" [n]}`` (the standard error is over the
+    examples; the per-example values allow paired comparisons of models on the same examples)."""
+    from jaxvae.metrics.iw_nll import iw_log_likelihood, mean_and_stderr
+
+    x = x[: cfg.examples]
+    t0 = time.time()
+    ll = np.asarray(
+        iw_log_likelihood(
+            log_weight_fn,
+            x,
+            key,
+            num_samples=cfg.samples,
+            sample_chunk=min(cfg.sample_chunk, cfg.samples),
+            batch_size=None if cfg.batch_size is None else min(cfg.batch_size, len(x)),
+        )
+    )
+    nll, se = mean_and_stderr(-ll)
+    return {
+        "iw_nll": nll,
+        "iw_nll_stderr": se,
+        "iw_samples": cfg.samples,
+        "iw_examples": int(len(x)),
+        "iw_seconds": time.time() - t0,
+        "per_example_log_likelihood": ll,
+    }
+
+
+def machine_description() -> str:
+    """What ran a job: device kind and count, platform, host CPU count."""
+    import jax
+
+    devs = jax.devices()
+    return f"{len(devs)} x {devs[0].device_kind} ({devs[0].platform}), {os.cpu_count()} host CPU cores"
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (``-dirty`` when it has uncommitted changes); None outside a git checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def provenance(seeds: Sequence[int] | None = None, command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Where a result comes from: command line, commit, machine, UTC date, jax version, seeds."""
+    import jax
+
+    return {
+        "command": " ".join(command if command is not None else [os.path.basename(sys.executable)] + sys.argv),
+        "commit": git_commit(),
+        "machine": machine_description(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "jax_version": jax.__version__,
+        "seeds": None if seeds is None else [int(s) for s in seeds],
+    }
+
+
+def write_results(path: str | os.PathLike, results: Mapping[str, Any], **meta: Any) -> dict:
+    """Write ``{**results, "provenance": provenance(**meta)}`` to ``path`` as JSON, atomically.
+
+    ``meta`` goes to :func:`provenance` (``seeds``, ``command``). Returns what was written.
+    """
+    out = config_to_dict({**dict(results), "provenance": provenance(**meta)})
+    path = os.fspath(path)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return out
+
+
+def read_results(path: str | os.PathLike) -> dict | None:
+    """A results file's contents; None when it does not exist.
+
+    Raises:
+      ValueError: naming the file, when it exists but is not valid JSON (delete or move it to rerun).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a valid results file ({e}); move it aside to recompute it.") from None
