@@ -1,9 +1,18 @@
 """Objectives: pure functions of log-densities returning per-example ``[B]`` values.
 
 Imports only jax, numpy and ``jaxvae.distributions`` (enforced by ``tests/test_layering.py``).
-Submodules: ``elbo``, ``iwae``, ``semi_supervised``, ... (import the ones you need).
+Submodules: ``elbo``, ``iwae``, ``semi_supervised``, ``adversarial`` (GAN losses on logits),
+``regularizers`` (Rivera's variance regulariser and population KLs).
 """
 
+from jaxvae.objectives.adversarial import (
+    DiscriminatorTerms,
+    discriminator_fake_loss,
+    discriminator_loss,
+    discriminator_real_loss,
+    discriminator_terms,
+    generator_loss,
+)
 from jaxvae.objectives.elbo import ElboTerms, analytic_kl_terms, elbo, kl_mc_terms, mc_kl_terms, sum_event
 from jaxvae.objectives.iwae import (
     LogSumExpState,
@@ -15,13 +24,27 @@ from jaxvae.objectives.iwae import (
     logsumexp_update,
     streaming_iwae_bound,
 )
+from jaxvae.objectives.regularizers import (
+    aggregate_posterior,
+    per_sample_kl,
+    population_kl,
+    population_kl_mc,
+    variance_regularizer,
+)
 
 __all__ = [
+    "DiscriminatorTerms",
     "ElboTerms",
     "LogSumExpState",
+    "aggregate_posterior",
     "analytic_kl_terms",
     "chunked_logsumexp",
+    "discriminator_fake_loss",
+    "discriminator_loss",
+    "discriminator_real_loss",
+    "discriminator_terms",
     "elbo",
+    "generator_loss",
     "importance_log_weights",
     "iwae_bound",
     "kl_mc_terms",
@@ -29,6 +52,10 @@ __all__ = [
     "logsumexp_init",
     "logsumexp_update",
     "mc_kl_terms",
+    "per_sample_kl",
+    "population_kl",
+    "population_kl_mc",
     "streaming_iwae_bound",
     "sum_event",
+    "variance_regularizer",
 ]
