@@ -1,8 +1,17 @@
-"""NumPy-side data: offline MNIST, binarization, deterministic resumable batch iterators, a TFDS adapter.
+"""NumPy-side data: offline MNIST, image folders, binarization, deterministic resumable batch iterators, TFDS.
 
 Nothing here imports model code; batches are ``dict[str, np.ndarray]`` handed to the engine.
 """
 
+from jaxvae.data.image_folder import (
+    ImageFolder,
+    horizontal_flip,
+    list_images,
+    read_image,
+    read_images,
+    scale_images,
+    split_files,
+)
 from jaxvae.data.loader import BatchIterator, epoch_batches
 from jaxvae.data.mnist import (
     MnistArrays,
@@ -11,6 +20,7 @@ from jaxvae.data.mnist import (
     binarize_static,
     default_cache_dir,
     load_mnist,
+    pad_images,
     to_unit_float,
 )
 from jaxvae.data.tfds_adapter import load_tfds_arrays
@@ -18,6 +28,7 @@ from jaxvae.data.transforms import compose, dynamic_binarize
 
 __all__ = [
     "BatchIterator",
+    "ImageFolder",
     "MnistArrays",
     "MnistNotInstalledError",
     "binarize_round",
@@ -26,7 +37,14 @@ __all__ = [
     "default_cache_dir",
     "dynamic_binarize",
     "epoch_batches",
+    "horizontal_flip",
+    "list_images",
     "load_mnist",
     "load_tfds_arrays",
+    "pad_images",
+    "read_image",
+    "read_images",
+    "scale_images",
+    "split_files",
     "to_unit_float",
 ]
