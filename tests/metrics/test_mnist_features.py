@@ -129,11 +129,16 @@ def test_bad_inputs(tiny_cache):
 
 @pytest.mark.slow
 def test_default_feature_net_accuracy_and_mnist_fid(tmp_path, mnist):
-    """The default recipe reaches >= 98% test accuracy (measured 98.9%); MNIST-FID separates digit sets."""
+    """The default recipe reaches >= 98% test accuracy (measured 98.95%); MNIST-FID separates digit sets.
+
+    "same" compares random halves of the test set (exchangeable); the test set's first and second
+    halves are not (they come from different writer populations) and differ measurably.
+    """
     model = mf.load_mnist_feature_net(tmp_path)
     assert model.test_accuracy >= 0.98
     x, y = mnist.x_test, mnist.y_test
-    same = mf.mnist_fid(x[:5000], x[5000:], model=model)
+    perm = np.random.default_rng(0).permutation(len(x))
+    same = mf.mnist_fid(x[perm[:5000]], x[perm[5000:]], model=model)
     low, high = x[y < 5], x[y >= 5]
     different = mf.mnist_fid(low, high, model=model)
     assert different > 20 * same
