@@ -30,6 +30,13 @@ Gaussian head) + 4,049,522 (decoder) = 10,982,066; the authors' Keras summary (9
 total without the Gaussian head, whose Keras layer builds lazily and was not yet built when the
 summary was printed (``tests/nets/test_resnet.py`` checks both numbers).
 
+A CPU-sized configuration for MNIST padded to 32x32 (the stand-in; three stages 32 -> 4)::
+
+    ResNetV2Encoder(image_shape=(32, 32, 1), latent_dim=32, widths=(32, 32, 32, 32),
+                    blocks_per_stage=1, bottleneck_channels=8)       # 134,056 parameters
+    ResNetV2Decoder(image_shape=(32, 32, 1), widths=(32, 32, 32, 32),
+                    blocks_per_stage=1, bottleneck_channels=8)       # 126,209 parameters
+
 Conventions: ``train`` (keyword, required) selects batch statistics (and updates the
 ``batch_stats`` collection: apply with ``mutable=["batch_stats"]``) or the running averages.
 BatchNorm uses Keras' defaults (momentum 0.99, epsilon 1e-3), convolutions and dense layers
@@ -204,7 +211,8 @@ class ResNetV2Encoder(nn.Module):
       bn_momentum, bn_epsilon: BatchNorm settings (Keras defaults 0.99, 1e-3).
       bn_axis_name: mapped axis over which BatchNorm averages batch statistics (``pmap``/``shard_map``);
         ``None`` under ``jit`` with shardings, where the batch mean is already global.
-      dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
+      dtype: computation dtype of the trunk (e.g. ``jnp.bfloat16``); parameters stay float32 and
+        the Gaussian head computes in float32.
     """
 
     image_shape: Sequence[int] = (256, 256, 3)
