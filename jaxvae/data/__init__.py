@@ -1,9 +1,9 @@
-"""NumPy-side data: offline MNIST, dSprites rendered here, binarization, resumable batch iterators, TFDS.
+"""NumPy-side data: offline MNIST, dSprites rendered here, image folders, the synthetic pool, binarization,
+deterministic resumable batch iterators, TFDS.
 
-The synthetic-data pool (``synthetic``) is exported here; the jax augmentations (``jaxvae.data.augment``,
-which run inside compiled steps) are imported from their module so that this package stays NumPy-only.
-
-Nothing here imports model code; batches are ``dict[str, np.ndarray]`` handed to the engine.
+The jax augmentations (``jaxvae.data.augment``, which run inside compiled steps) are imported from their
+module so that this package stays NumPy-only. Nothing here imports model code; batches are
+``dict[str, np.ndarray]`` handed to the engine.
 """
 
 from jaxvae.data.dsprites import (
@@ -15,6 +15,15 @@ from jaxvae.data.dsprites import (
     load_dsprites_npz,
     render_dsprites,
 )
+from jaxvae.data.image_folder import (
+    ImageFolder,
+    horizontal_flip,
+    list_images,
+    read_image,
+    read_images,
+    scale_images,
+    split_files,
+)
 from jaxvae.data.loader import BatchIterator, StackedIterator, epoch_batches
 from jaxvae.data.mnist import (
     MnistArrays,
@@ -23,6 +32,7 @@ from jaxvae.data.mnist import (
     binarize_static,
     default_cache_dir,
     load_mnist,
+    pad_images,
     to_unit_float,
 )
 from jaxvae.data.synthetic import SyntheticPool, SyntheticPoolIterator, pool_size, write_pool
@@ -30,9 +40,10 @@ from jaxvae.data.tfds_adapter import load_tfds_arrays
 from jaxvae.data.transforms import compose, dynamic_binarize
 
 __all__ = [
-    "DSPRITES_RENDERED_NAME",
     "BatchIterator",
+    "DSPRITES_RENDERED_NAME",
     "DspritesArrays",
+    "ImageFolder",
     "MnistArrays",
     "MnistNotInstalledError",
     "StackedIterator",
@@ -47,11 +58,18 @@ __all__ = [
     "dsprites_transform",
     "dynamic_binarize",
     "epoch_batches",
+    "horizontal_flip",
+    "list_images",
     "load_dsprites_npz",
     "load_mnist",
     "load_tfds_arrays",
-    "render_dsprites",
+    "pad_images",
     "pool_size",
+    "read_image",
+    "read_images",
+    "render_dsprites",
+    "scale_images",
+    "split_files",
     "to_unit_float",
     "write_pool",
 ]

@@ -236,3 +236,37 @@ def binarize_round(x: np.ndarray) -> np.ndarray:
     """
     x = _check_unit("x", x)
     return (x > 0.5).astype(np.float32)
+
+
+def pad_images(x: np.ndarray, size: tuple[int, int] = (32, 32), value: float | int = 0) -> np.ndarray:
+    """Pad ``[N, H, W]`` or ``[N, H, W, C]`` images symmetrically to ``size`` (MNIST 28x28 -> 32x32).
+
+    MNIST padded to 32x32 is the CPU-scale stand-in for image experiments built for powers of two
+    (e.g. Rivera's ResNetV2 VAE-GAN, six stride-2 stages at 256x256); name it so in every result.
+    The digit keeps its pixels, centred: ``(size - H) // 2`` rows above, the rest below (2 and 2
+    for MNIST), likewise for columns.
+
+    Args:
+      x: images with a leading example axis, any dtype.
+      size: ``(height, width)`` at least the images' size.
+      value: fill value (0 = MNIST's background in uint8 or [0, 1] floats; use -1 after scaling to [-1, 1]).
+
+    Returns:
+      array of ``x``'s dtype, ``[N, *size]`` or ``[N, *size, C]``.
+
+    Raises:
+      ValueError: for a rank other than 3 or 4, or a ``size`` smaller than the images.
+    """
+    x = np.asarray(x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"`x` must be [N, H, W] or [N, H, W, C] images; got shape {x.shape}.")
+    try:
+        th, tw = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"`size` must be (height, width); got {size!r}.") from None
+    h, w = x.shape[1:3]
+    if th < h or tw < w:
+        raise ValueError(f"`size` {(th, tw)} must be at least the images' size {(h, w)}.")
+    top, left = (th - h) // 2, (tw - w) // 2
+    pad = [(0, 0), (top, th - h - top), (left, tw - w - left)] + [(0, 0)] * (x.ndim - 3)
+    return np.pad(x, pad, mode="constant", constant_values=value)
