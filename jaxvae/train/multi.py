@@ -41,7 +41,7 @@ from jaxvae.train.state import LossFn, TrainState
 from jaxvae.train.steps import StepFunction, check_compiler_options, train_step_body
 from jaxvae.typing import PyTree
 
-__all__ = ["make_multi_train_step", "member_state", "num_members", "stack_states"]
+__all__ = ["make_multi_step", "make_multi_train_step", "member_state", "num_members", "stack_states"]
 
 
 def stack_states(states: Sequence[TrainState]) -> TrainState:
@@ -122,6 +122,54 @@ class MultiStepFunction(StepFunction):
         raise ValueError("multi_train_step: the batch holds no entry with an example axis.")
 
 
+def make_multi_step(
+    step_body: Callable[[TrainState, Any], tuple[TrainState, dict]],
+    *,
+    batch_axes: int | Mapping[str, int | None] | None = None,
+    donate: bool = True,
+    jit: bool = True,
+    compiler_options: Mapping[str, Any] | None = None,
+    tables: PyTree | None = None,
+    gather: Callable[[Any, PyTree], Any] | None = None,
+) -> MultiStepFunction:
+    """``step(stacked_state, batch)`` running ``step_body`` once per member under ``jax.vmap``.
+
+    ``step_body(member_state, batch) -> (member_state, metrics)`` is one member's whole update, traced
+    (not jitted), with ``member_state.step`` a scalar; it derives its own keys from the state (e.g.
+    :func:`~jaxvae.train.steps.train_step_body` with ``fold_in(state.key, state.step)``, or an
+    adversarial step's body). :func:`make_multi_train_step` is this with the engine's ELBO-style body.
+    The arguments are those of :func:`make_multi_train_step`; the metrics are the means over members,
+    ``'loss_max_over_members'`` (when the body reports ``'loss'``) and ``'skipped'`` summed.
+    """
+    if not callable(step_body):
+        raise ValueError(f"`step_body` must be callable; got {type(step_body).__name__}.")
+    if not (batch_axes is None or batch_axes == 0 or isinstance(batch_axes, Mapping)):
+        raise ValueError(f"`batch_axes` must be None, 0 or a dict of entry -> 0/None; got {batch_axes!r}.")
+    if isinstance(batch_axes, Mapping) and any(v not in (0, None) for v in batch_axes.values()):
+        raise ValueError(f"`batch_axes` values must be 0 or None; got {dict(batch_axes)!r}.")
+    if (tables is None) != (gather is None):
+        raise ValueError("`tables` and `gather` must be given together.")
+
+    def body(state: TrainState, batch, tables_arg):
+        if gather is not None:
+            batch = gather(batch, tables_arg)
+        n = state.skipped.shape[0]
+        members = state._replace(step=jnp.broadcast_to(state.step, (n,)))
+        new, m = jax.vmap(step_body, in_axes=(0, _axes_of(batch_axes, batch)))(members, batch)
+        metrics = {k: jnp.mean(v) for k, v in m.items() if k != "skipped"}
+        if "loss" in m:
+            metrics["loss_max_over_members"] = jnp.max(m["loss"])
+        metrics["skipped"] = jnp.sum(new.skipped)
+        return new._replace(step=new.step[0]), metrics
+
+    transform = None
+    if jit:
+        transform = functools.partial(
+            jax.jit, donate_argnums=(0,) if donate else (), compiler_options=check_compiler_options(compiler_options)
+        )
+    return MultiStepFunction(body, transform, batch_axes, tables, None)
+
+
 def make_multi_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -155,31 +203,17 @@ def make_multi_train_step(
     """
     if not callable(loss_fn):
         raise ValueError(f"`loss_fn` must be callable; got {type(loss_fn).__name__}.")
-    if not (batch_axes is None or batch_axes == 0 or isinstance(batch_axes, Mapping)):
-        raise ValueError(f"`batch_axes` must be None, 0 or a dict of entry -> 0/None; got {batch_axes!r}.")
-    if isinstance(batch_axes, Mapping) and any(v not in (0, None) for v in batch_axes.values()):
-        raise ValueError(f"`batch_axes` values must be 0 or None; got {dict(batch_axes)!r}.")
-    if (tables is None) != (gather is None):
-        raise ValueError("`tables` and `gather` must be given together.")
 
     def one(member: TrainState, batch):
         key = jax.random.fold_in(member.key, member.step)
         return train_step_body(loss_fn, optimizer, member, batch, key, check_updates=check_updates)
 
-    def body(state: TrainState, batch, tables_arg):
-        if gather is not None:
-            batch = gather(batch, tables_arg)
-        n = state.skipped.shape[0]
-        members = state._replace(step=jnp.broadcast_to(state.step, (n,)))
-        new, m = jax.vmap(one, in_axes=(0, _axes_of(batch_axes, batch)))(members, batch)
-        metrics = {k: jnp.mean(v) for k, v in m.items() if k != "skipped"}
-        metrics["loss_max_over_members"] = jnp.max(m["loss"])
-        metrics["skipped"] = jnp.sum(new.skipped)
-        return new._replace(step=new.step[0]), metrics
-
-    transform = None
-    if jit:
-        transform = functools.partial(
-            jax.jit, donate_argnums=(0,) if donate else (), compiler_options=check_compiler_options(compiler_options)
-        )
-    return MultiStepFunction(body, transform, batch_axes, tables, None)
+    return make_multi_step(
+        one,
+        batch_axes=batch_axes,
+        donate=donate,
+        jit=jit,
+        compiler_options=compiler_options,
+        tables=tables,
+        gather=gather,
+    )

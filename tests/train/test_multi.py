@@ -149,3 +149,21 @@ def test_stacked_iterator_stacks_members_and_resumes():
         StackedIterator([iter([{"x": 1}])])
     with pytest.raises(ValueError, match="holds 2 members"):
         StackedIterator([its[0]]).set_state(state)
+
+
+def test_make_multi_step_vmaps_any_member_body():
+    """A custom body (here: the engine's body, then a second update on the same batch) per member."""
+    from jaxvae.train.multi import make_multi_step
+    from jaxvae.train.steps import train_step_body
+
+    def body(st, batch):
+        st, _ = train_step_body(loss_fn, TX, st, batch, jax.random.fold_in(st.key, st.step))
+        return train_step_body(loss_fn, TX, st, batch, jax.random.fold_in(st.key, st.step))
+
+    b = data(0)
+    state, metrics = make_multi_step(body)(stack_states([member(s) for s in SEEDS]), b)
+    for i, s in enumerate(SEEDS):
+        assert_member_is(state, i, alone(s, [b, b]))
+    assert "loss_max_over_members" in metrics
+    with pytest.raises(ValueError, match="`step_body` must be callable"):
+        make_multi_step(None)
