@@ -8,6 +8,7 @@ from typing import Literal
 import pytest
 
 from experiments import _cli
+from experiments._common import config_to_dict
 from experiments.vae import main as vae_main
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,7 +35,7 @@ def test_smoke_run_leaves_every_output(smoke_run):
     for name in ("metrics.jsonl", "config.json", "results.json", "checkpoints", "images"):
         assert name in files
     assert any(f.startswith("events.out.tfevents") for f in files)
-    assert json.load(open(os.path.join(workdir, "config.json"))) == _cli.config_to_dict(cfg)
+    assert json.load(open(os.path.join(workdir, "config.json"))) == config_to_dict(cfg)
     steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
     assert max(steps) == cfg.train.num_steps
     pngs = sorted(os.listdir(os.path.join(workdir, "images")))
@@ -45,10 +46,12 @@ def test_smoke_run_leaves_every_output(smoke_run):
     assert [r["step"] for r in recs if "eval/elbo" in r] == [n // 2, n]
     on_disk = json.load(open(os.path.join(workdir, "results.json")))
     assert on_disk["step"] == n and on_disk["test_examples"] == cfg.data.test_examples
-    assert on_disk["iw_samples"] == cfg.eval.iw_samples and on_disk["iw_examples_used"] == cfg.eval.iw_examples
+    assert on_disk["iw_samples"] == cfg.iw.samples and on_disk["iw_examples"] == cfg.iw.examples
+    prov = on_disk["provenance"]
+    assert prov["seeds"] == [0] and "experiments" in prov["command"] and prov["machine"] and prov["date_utc"]
     # both are log-likelihood bounds of binary images: finite, ELBO < 0 < NLL (they use different example
     # sets here, so they are not compared with each other)
-    assert -1e4 < on_disk["test_elbo"] < 0 < on_disk["test_iw_nll"] < 1e4
+    assert -1e4 < on_disk["test_elbo"] < 0 < on_disk["iw_nll"] < 1e4
     assert results["test_elbo"] == on_disk["test_elbo"]
 
 
@@ -58,7 +61,7 @@ def test_rerun_resumes_without_extra_steps(smoke_run):
     again = vae_main.main(["--config", SMOKE, "--workdir", workdir])
     assert again["steps_this_invocation"] == 0 and again["step"] == first["step"]
     assert again["test_elbo"] == first["test_elbo"]  # same checkpoint, same eval key
-    assert again["test_iw_nll"] == first["test_iw_nll"]
+    assert again["iw_nll"] == first["iw_nll"]
     assert open(os.path.join(workdir, "metrics.jsonl")).read() == before
 
 

@@ -15,7 +15,8 @@ first 1000 test images). Run time: 394 s of CPU time; wall time 29 min under a l
 evaluation). See experiments/vae/README.md.
 """
 
-from experiments.vae.configs import DataConfig, EvalConfig, ExperimentConfig
+from experiments._common import IWEval, MnistData
+from experiments.vae.configs import ExperimentConfig
 from jaxvae.models import vae
 from jaxvae.train.loop import TrainConfig
 from jaxvae.train.optim import OptimizerConfig
@@ -36,6 +37,7 @@ def get_config() -> ExperimentConfig:
             seed=0,
             eval_batch_size=1_000,
         ),
-        data=DataConfig(binarization="dynamic", static_seed=0),
-        eval=EvalConfig(iw_samples=1000, iw_examples=1000, iw_sample_chunk=250, iw_batch_size=16, num_images=64),
+        data=MnistData(binarization="dynamic", static_seed=1, test_seed=0),
+        iw=IWEval(samples=1000, examples=1000, sample_chunk=250, batch_size=16),
+        num_images=64,
     )

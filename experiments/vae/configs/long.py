@@ -12,6 +12,7 @@ Run time and numbers: measured, in experiments/vae/README.md (2-core CPU machine
 
 import dataclasses
 
+from experiments._common import IWEval
 from experiments.vae.configs import default
 
 NUM_STEPS = 56_250  # 120 epochs of 60,000 images at batch 128
@@ -25,5 +26,5 @@ def get_config():
         train=dataclasses.replace(
             cfg.train, num_steps=NUM_STEPS, eval_every=9_375, log_every=1_000, checkpoint_every=4_000, progress=False
         ),
-        eval=dataclasses.replace(cfg.eval, iw_samples=5000, iw_examples=None, iw_sample_chunk=500, iw_batch_size=10),
+        iw=IWEval(samples=5000, examples=None, sample_chunk=500, batch_size=10),
     )

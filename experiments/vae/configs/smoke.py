@@ -9,7 +9,8 @@ checkpoint every 10 steps, IW-NLL with K=20 on 50 examples. Run time: about 25 s
 -437.5 and IW-NLL 434.3 nats); only the plumbing is checked.
 """
 
-from experiments.vae.configs import DataConfig, EvalConfig, ExperimentConfig
+from experiments._common import IWEval, MnistData
+from experiments.vae.configs import ExperimentConfig
 from jaxvae.models import vae
 from jaxvae.train.loop import TrainConfig
 from jaxvae.train.optim import OptimizerConfig
@@ -29,6 +30,7 @@ def get_config() -> ExperimentConfig:
             eval_batch_size=100,
             progress=False,
         ),
-        data=DataConfig(binarization="dynamic", train_examples=2000, test_examples=200),
-        eval=EvalConfig(iw_samples=20, iw_examples=50, iw_sample_chunk=10, iw_batch_size=25, num_images=16),
+        data=MnistData(binarization="dynamic", train_examples=2000, test_examples=200),
+        iw=IWEval(samples=20, examples=50, sample_chunk=10, batch_size=25),
+        num_images=16,
     )
