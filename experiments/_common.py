@@ -178,12 +178,23 @@ def git_commit() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
+def _command_line() -> str:
+    """This process's command line as it was typed: ``python -m package.module ARGS`` for a module run."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script, args = sys.argv[0], sys.argv[1:]
+    rel = os.path.relpath(os.path.abspath(script), root) if script else script
+    if rel.endswith(".py") and not rel.startswith(".."):
+        module = rel[: -len(".py")].replace(os.sep, ".")
+        return " ".join(["python", "-m", module.removesuffix(".__main__"), *args])
+    return " ".join(["python", script, *args])
+
+
 def provenance(seeds: Sequence[int] | None = None, command: Sequence[str] | None = None) -> dict[str, Any]:
     """Where a result comes from: command line, commit, machine, UTC date, jax version, seeds."""
     import jax
 
     return {
-        "command": " ".join(command if command is not None else [os.path.basename(sys.executable)] + sys.argv),
+        "command": " ".join(command) if command is not None else _command_line(),
         "commit": git_commit(),
         "machine": machine_description(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -507,16 +507,12 @@ def make_train_step(
         ``'scan'`` (default) loops over them, one slice's activations alive at a time (saves memory);
         ``'branches'`` traces them as independent branches of one gradient, all alive at once, so
         XLA may run them on different cores at the same time (for speed, not memory). On the
-        project's 2-core CPU, the MLP VAE's train step at batch 8192 in 8 slices ran 1.10-1.34x the
-        one-pass speed as branches and 0.79-1.13x as a scan (four runs, quiet and loaded), at
-        batch 1024 in 4 slices 0.98x and 0.87x (``benchmarks/README.md``, fourth round); since
-        :class:`~jaxvae.nets.MLP` flattens its leading axes (fifth round), one run gave 0.99x
-        (branches) and 1.11x (scan) at 8192, 0.85x and 0.68x at 1024: use them for memory first.
+        project's 2-core CPU neither form made the MLP VAE's train step reliably faster than one
+        pass (``benchmarks/README.md``): use them for memory.
 
     Returns:
       A :class:`StepFunction` ``step(state, batch) -> (new_state, metrics)``; ``metrics`` is a dict
-      of
-      scalars: the ``loss_fn`` metrics plus ``'loss'``, ``'grad_norm'`` (global L2 norm of the
+      of scalars: the ``loss_fn`` metrics plus ``'loss'``, ``'grad_norm'`` (global L2 norm of the
       gradient before clipping) and ``'skipped'`` (cumulative count of skipped non-finite steps).
 
     Raises:

@@ -7,7 +7,8 @@ Command::
         --config experiments/rectified_hvae/configs/smoke.py --workdir /tmp/rhvae_smoke
 """
 
-from experiments.rectified_hvae.main import DataConfig, EvalConfig, ExperimentConfig
+from experiments._common import IWEval, MnistData
+from experiments.rectified_hvae.configs import ExperimentConfig, LayerEval
 from jaxvae.models.rectified_hvae import Config
 from jaxvae.train.loop import TrainConfig
 from jaxvae.train.optim import OptimizerConfig
@@ -19,13 +20,12 @@ def get_config() -> ExperimentConfig:
         model=Config(
             latent_sizes=(32, 24, 16, 8), up_hidden=(64, 48, 32, 16), down_hidden=(32, 24, 16), decoder_hidden=64
         ),
-        optimizer=OptimizerConfig(name="adamax", learning_rate=2e-3),
+        optim=OptimizerConfig(name="adamax", learning_rate=2e-3),
         train=TrainConfig(
             batch_size=50, eval_every=0, log_every=20, checkpoint_every=160, seed=0, eval_batch_size=250, progress=False
         ),
-        data=DataConfig(train_size=2000, test_size=500),
-        eval=EvalConfig(
-            iw_samples=50, iw_examples=100, iw_sample_chunk=25, au_examples=200, au_samples=5, figure_columns=6
-        ),
+        data=MnistData(train_examples=2000, test_examples=500),
+        iw=IWEval(samples=50, examples=100, sample_chunk=25),
+        layers=LayerEval(examples=200, samples=5, figure_columns=6),
         epochs=8,
     )
