@@ -47,7 +47,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         BatchIterator(train, cfg.train.batch_size, seed=cfg.train.seed, transform=transform),
         cfg.train,
         workdir=workdir,
-        config=cfg,
+        # what defines the trajectory; the evaluation settings may change between invocations
+        config={k: getattr(cfg, k) for k in ("model_kind", "model", "vae", "optim", "data", "train", "epochs")},
         eval_step=make_eval_step(model.eval_fn()),
         eval_data=test,
         image_fn=lambda st, k: {"samples": model.samples(st.params, st.model_state, k, 64)},

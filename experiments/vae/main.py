@@ -57,7 +57,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
         BatchIterator(train_data, cfg.train.batch_size, seed=cfg.train.seed, transform=transform),
         cfg.train,
         workdir=workdir,
-        config=cfg,
+        config={"model": cfg.model, "optim": cfg.optim, "data": cfg.data, "train": cfg.train},
         eval_step=make_eval_step(vae.make_eval_fn(cfg.model)),
         eval_data=test_data,
         image_fn=image_fn(cfg, test_data["x"][:n_pairs]),

@@ -8,7 +8,7 @@ A thin wrapper over ``orbax.checkpoint.CheckpointManager``. Each checkpoint is o
 - ``data``: the data iterator's ``get_state()`` dict (JSON);
 - ``config``: the run's config dict (JSON);
 - ``meta``: a fingerprint of the state's tree structure, shapes and dtypes, used to refuse a
-  checkpoint of a different model with an error that says what differs and what to do.
+  checkpoint of a different run with an error that says what differs and what to do.
 
 Atomicity: Orbax writes into ``<step>.orbax-checkpoint-tmp-*`` and renames the directory when the
 write is complete, so a process killed during a save leaves the previous checkpoint intact; the
@@ -94,6 +94,39 @@ def describe_mismatch(saved: dict, current: dict, *, limit: int = 5) -> list[str
     return lines
 
 
+#: ``train`` settings a resumed run may change: they do not change the trajectory (the step budget, and
+#: when the loop evaluates, logs, saves, syncs or stops).
+RESUMABLE_TRAIN_FIELDS = (
+    "num_steps",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "eval_batch_size",
+    "keep_checkpoints",
+    "progress",
+    "sync_every",
+    "time_limit_s",
+)
+
+
+def config_differences(saved: Any, current: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted path, saved value, current value)`` where two JSON configs differ, leaving out the
+    :data:`RESUMABLE_TRAIN_FIELDS` of their ``train`` section."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(saved) | set(current)):
+            sub_path = f"{path}.{k}" if path else str(k)
+            if path == "train" and k in RESUMABLE_TRAIN_FIELDS:
+                continue
+            a, b = saved.get(k, "<absent>"), current.get(k, "<absent>")
+            if isinstance(a, dict) and b == "<absent>" or isinstance(b, dict) and a == "<absent>":
+                # a section absent on one side: compare its fields (those a resume may change are left out)
+                a, b = (a if isinstance(a, dict) else {}), (b if isinstance(b, dict) else {})
+            out.extend(config_differences(a, b, sub_path))
+        return out
+    return [] if saved == current else [(path, saved, current)]
+
+
 class CheckpointManager:
     """Keeps the latest ``keep`` checkpoints of a run in ``workdir``.
 
@@ -174,15 +207,15 @@ class CheckpointManager:
         Args:
           abstract_state: a pytree with the target structure: concrete arrays or
             ``jax.ShapeDtypeStruct`` s (their shardings are used for placement).
-          expected_config: optional config dict of the current run; when given, its ``'model'``
-            section must equal the checkpoint's.
+          expected_config: optional config dict of the current run; when given, it must equal the
+            checkpoint's except for the :data:`RESUMABLE_TRAIN_FIELDS` of its ``train`` section.
 
         Returns:
           ``(state, data_state, config)``.
 
         Raises:
-          ValueError: the checkpoint holds a different model (tree structure, shapes, dtypes or the
-            ``'model'`` config section differ); the message lists the differences and what to do.
+          ValueError: the checkpoint holds a different run (tree structure, shapes, dtypes or the
+            config differ); the message lists the differences and what to do.
         """
         step = self.latest_step()
         if step is None:
@@ -194,17 +227,15 @@ class CheckpointManager:
         problems = []
         if meta.get("leaves") != current:
             problems += describe_mismatch(meta.get("leaves", {}), current)
-        if expected_config is not None and "model" in expected_config:
-            want = to_json_value(expected_config["model"])
-            have = saved_config.get("model")
-            if have != want:
-                problems.append(f"model config: checkpoint has {have}, this run has {want}")
+        if expected_config is not None:
+            for path, have, want in config_differences(saved_config, to_json_value(expected_config)):
+                problems.append(f"config {path}: checkpoint has {have!r}, this run has {want!r}")
         if problems:
             raise ValueError(
-                f"The checkpoint at {self.directory}/{step} belongs to a different model than this "
-                "run:\n  - " + "\n  - ".join(problems) + "\nUse a fresh --workdir for the new model, "
-                "or delete the old checkpoints directory to start over, or run with the config that "
-                "wrote the checkpoint to resume it."
+                f"The checkpoint at {self.directory}/{step} belongs to a different run than this one:\n  - "
+                + "\n  - ".join(problems)
+                + "\nUse a fresh workdir for the new settings, or delete the old checkpoints directory to start "
+                "over, or run with the config that wrote the checkpoint to resume it."
             )
         out = self._mgr.restore(
             step,

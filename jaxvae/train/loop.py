@@ -8,7 +8,9 @@ everything around it:
   restored and training continues from its step; re-running the same command resumes. Because the
   step key is ``fold_in(state.key, state.step)`` and the iterator state is saved with each checkpoint,
   a run killed at any point (even SIGKILL) and resumed ends with bitwise the same parameters as an
-  uninterrupted run. A checkpoint of a different model is refused with an error saying what differs.
+  uninterrupted run. A checkpoint of a different run (other shapes, or other settings than the
+  loop's bookkeeping) is refused with an error saying what differs. ``resume`` sets the policy
+  ("auto", "never", "must"); ``workdir=None`` trains in memory and writes nothing.
 - **Preemption.** SIGTERM sets a flag; at the next sync the loop saves a checkpoint, closes the
   writers and returns with ``history["preempted"] = True``. On several hosts the processes agree at
   every sync (a tiny all-gather of the stop and time-limit flags), so a signal that reaches only one
@@ -41,10 +43,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxvae.config import check_positive, check_positive_int, config_to_dict
-from jaxvae.train.checkpoint import CheckpointManager
-from jaxvae.train.writers import MetricWriter
+from jaxvae.config import check_one_of, check_positive, check_positive_int, config_to_dict
 from jaxvae.typing import PRNGKey, PyTree
+
+RESUME_POLICIES = ("auto", "never", "must")
 
 _EVAL_SALT = 0x5EED  # eval keys: fold_in(fold_in(state.key, _EVAL_SALT), step); disjoint use from train
 _IMAGE_SALT = 0x1A6E
@@ -165,6 +167,17 @@ class _SilentWriter:
         pass
 
 
+class _PrintWriter(_SilentWriter):
+    """The writer of an in-memory run (``workdir=None``): prints each record, writes no file."""
+
+    def __init__(self, print_fn):
+        self._print = print_fn
+
+    def write_scalars(self, step, scalars):
+        body = "  ".join(f"{k}={float(v):.5g}" for k, v in scalars.items())
+        self._print(f"[step {int(step)}] {body}")
+
+
 def _fetch_replicated(tree: PyTree) -> PyTree:
     """Host copies of replicated values (metrics, the step counter); on several hosts each process
     reads its own replica, since a global array cannot be fetched whole."""
@@ -256,8 +269,9 @@ def fit(
     train_iter: Iterator,
     train: TrainConfig,
     *,
-    workdir: str | os.PathLike,
+    workdir: str | os.PathLike | None = None,
     config: Mapping[str, Any] | None = None,
+    resume: str = "auto",
     eval_step: Callable | None = None,
     eval_data: Mapping[str, Any] | None = None,
     image_fn: Callable | None = None,
@@ -265,21 +279,35 @@ def fit(
 ) -> tuple[PyTree, dict]:
     """Train ``state`` to ``train.num_steps`` steps, resuming from ``workdir`` when it holds a checkpoint.
 
+    In a notebook: ``fit(state, step, batches, TrainConfig(num_steps=500))`` trains in memory (no
+    ``workdir``: nothing is written, any iterable of batches will do); with a ``workdir`` it
+    checkpoints and logs there, and re-running the cell resumes (``resume="auto"``), says so, and
+    refuses when the run's settings changed in anything but the loop's bookkeeping.
+
     Args:
       state: initial ``TrainState`` (ignored apart from its structure when a checkpoint exists).
       train_step: ``step(state, batch) -> (state, metrics)``; metrics are scalars. When it has a
         ``count_examples(batch)`` method (the steps of :mod:`jaxvae.train.steps` and
         :mod:`jaxvae.train.multi` do), the logged ``examples_per_sec`` counts with it (e.g. every
         member's examples for several seeds in one program); else the batch's leading dimension.
-      train_iter: iterator of host batches (dicts of arrays) with ``get_state()`` / ``set_state()``
-        (e.g. :class:`jaxvae.data.loader.BatchIterator`); its state goes into every checkpoint.
+      train_iter: iterable of host batches (dicts of arrays). To checkpoint the data order it must
+        provide ``get_state()`` / ``set_state()`` (e.g. :class:`jaxvae.data.loader.BatchIterator`;
+        its state goes into every checkpoint, so a resumed run sees exactly the batches it would have
+        seen); a plain iterable (a list, a generator) is accepted when nothing is resumed
+        (``workdir=None`` or ``resume="never"``).
       train: the loop's settings (:class:`TrainConfig`: steps, evaluation, logging, checkpoints,
         sync, time limit).
       workdir: run directory: ``checkpoints/``, ``metrics.jsonl``, TensorBoard events, ``images/``,
-        ``config.json``.
-      config: JSON-serialisable dict (or dataclass) of the run's config, written to ``config.json``
-        and into every checkpoint; its ``'model'`` section must match a checkpoint found in
-        ``workdir``. ``None``: ``{"train": train}``.
+        ``config.json``. ``None``: in memory: no checkpoint, log or image is written (records are
+        printed and returned in ``history``; SIGTERM stops the loop without saving).
+      config: JSON-serialisable dict (or dataclass) of the settings that define the run (model,
+        optimizer, data, ...), written to ``config.json`` and into every checkpoint. Resuming
+        compares it with the checkpoint's and refuses, naming the fields, when they differ anywhere
+        but in the ``train`` fields that do not change the trajectory (the step budget and the
+        evaluation, logging, checkpoint, sync and time-limit settings). ``None``: ``{"train": train}``.
+      resume: with a ``workdir``: ``"auto"`` resumes from its newest checkpoint when there is one
+        (and prints ``resuming from step N of DIR``), ``"never"`` refuses a ``workdir`` that holds
+        checkpoints (two runs would mix there), ``"must"`` refuses one that holds none.
       eval_step: ``eval_step(state, batch, key) -> dict[str, Array[B]]``.
       eval_data: dict of host arrays ``[N, ...]`` evaluated exactly once per example.
       image_fn: ``image_fn(state, key) -> {name: [N, H, W(, C)] in [0, 1]}``, written as PNG grids
@@ -296,19 +324,28 @@ def fit(
 
     Raises:
       ValueError: bad arguments; non-finite values in the first batch or in ``eval_data`` (the
-        message names the key); a checkpoint of a different model in ``workdir``.
+        message names the key); a checkpoint of a different run in ``workdir``; a resume policy
+        that the ``workdir`` contradicts.
     """
+    check_one_of("resume", resume, RESUME_POLICIES)
     if not isinstance(train, TrainConfig):
         raise ValueError(f"`train` must be a jaxvae.train.loop.TrainConfig; got {type(train).__name__}.")
     num_steps, eval_every, log_every = train.num_steps, train.eval_every, train.log_every
     checkpoint_every, sync_every, time_limit_s = train.checkpoint_every, train.sync_every, train.time_limit_s
     progress = train.progress
     t_call = _clock()
-    if not (hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")):
+    stateful = hasattr(train_iter, "get_state") and hasattr(train_iter, "set_state")
+    resumable = workdir is not None and resume != "never"
+    if resumable and not stateful:
         raise ValueError(
-            "`train_iter` must provide get_state() and set_state() so checkpoints can resume the data "
-            f"order exactly (e.g. jaxvae.data.loader.BatchIterator); got {type(train_iter).__name__}."
+            "`train_iter` must provide get_state() and set_state() so that a checkpoint can resume the data "
+            f"order exactly (e.g. jaxvae.data.loader.BatchIterator); got {type(train_iter).__name__}. A plain "
+            "iterable works in memory (workdir=None) or with resume='never'."
         )
+    if workdir is None and resume == "must":
+        raise ValueError("resume='must' needs a `workdir` holding a checkpoint; got workdir=None.")
+    if not hasattr(train_iter, "__next__"):
+        train_iter = iter(train_iter)
     if (eval_data is None) != (eval_step is None):
         raise ValueError("`eval_step` and `eval_data` must be given together.")
     if eval_data is not None:
@@ -319,14 +356,37 @@ def fit(
     except (TypeError, ValueError) as e:
         raise ValueError(f"`config` must be a JSON-serialisable dict or a dataclass; {e}") from None
 
-    workdir = os.fspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    ckpt = CheckpointManager(os.path.join(workdir, "checkpoints"), keep=train.keep_checkpoints)
-    restored = ckpt.restore_latest(state, expected_config=config_json)
+    ckpt = restored = None
+    if workdir is not None:
+        from jaxvae.train.checkpoint import CheckpointManager
+
+        workdir = os.fspath(workdir)
+        os.makedirs(workdir, exist_ok=True)
+        ckpt = CheckpointManager(os.path.join(workdir, "checkpoints"), keep=train.keep_checkpoints)
+        latest = ckpt.latest_step()
+        if resume == "never" and latest is not None:
+            ckpt.close()
+            raise ValueError(
+                f"{workdir} holds checkpoints up to step {latest}, and resume='never' would mix two runs there: "
+                "use another workdir, delete its checkpoints directory, or resume with resume='auto'."
+            )
+        if resume == "must" and latest is None:
+            ckpt.close()
+            raise ValueError(f"resume='must', but {workdir} holds no checkpoint to resume.")
+        if latest is not None:
+            restored = ckpt.restore_latest(state, expected_config=config_json)
     if restored is not None:
         state, data_state, _ = restored
+        if data_state is None:
+            ckpt.close()
+            raise ValueError(
+                f"the checkpoint in {workdir} holds no data order (it was written with resume='never' and a "
+                "plain iterable), so it cannot be resumed exactly: use another workdir."
+            )
         train_iter.set_state(data_state)
     start = int(_fetch_replicated(state.step))
+    if restored is not None and jax.process_index() == 0:
+        print(f"resuming from step {start} of {workdir}", flush=True)
     history: dict[str, Any] = {
         "train": [],
         "eval": [],
@@ -350,11 +410,12 @@ def fit(
                 mesh=mesh,
             )
             history["eval"].append({"step": start, **ev})
-        ckpt.close()
+        if ckpt is not None:
+            ckpt.close()
         return state, history
 
     lead = jax.process_index() == 0  # on several hosts, process 0 alone writes logs and images
-    if lead:
+    if lead and workdir is not None:
         _write_json_atomic(os.path.join(workdir, "config.json"), config_json)
     from tqdm.auto import tqdm
 
@@ -366,13 +427,15 @@ def fit(
         mininterval=1.0,
         disable=not (progress and lead),
     )
-    writer = (
-        MetricWriter(
-            workdir, resume_step=start if restored is not None else None, print_fn=bar.write if progress else None
-        )
-        if lead
-        else _SilentWriter()
-    )
+    if not lead:
+        writer = _SilentWriter()
+    elif workdir is None:
+        writer = _PrintWriter(bar.write if progress else print)
+    else:
+        from jaxvae.train.writers import MetricWriter
+
+        resume_step = start if restored is not None else None
+        writer = MetricWriter(workdir, resume_step=resume_step, print_fn=bar.write if progress else None)
     if restored is None:
         writer.write_hparams(config_json)
 
@@ -452,17 +515,19 @@ def fit(
                     imgs = _fetch_replicated(image_fn(state, jax.random.fold_in(eval_key(state, t), _IMAGE_SALT)))
                     writer.write_images(t, imgs)
 
-            if ckpt_now or stop_now:
-                ckpt.save(t, state, data_state=train_iter.get_state(), config=config_json)
+            if (ckpt_now or stop_now) and ckpt is not None:
+                data_state = train_iter.get_state() if stateful else None
+                ckpt.save(t, state, data_state=data_state, config=config_json)
             if eval_now or ckpt_now or stop_now:
                 tic = time.perf_counter()  # evaluation and saving stay out of the throughput
             if stop_now:
                 history["preempted"] = True
                 why = f"signal {stop.signum} received" if stop.signum else "stop signal received by another process"
-                bar.write(f"{why}: checkpoint saved at step {t}; re-run the same command to resume.")
+                saved = "checkpoint saved" if ckpt is not None else "in memory, nothing saved"
+                bar.write(f"{why}: stopped at step {t} ({saved}); re-run the same command to resume.")
                 break
             if history["time_limited"]:
-                bar.write(f"time limit of {time_limit_s} s reached: checkpoint saved at step {t} of {num_steps}.")
+                bar.write(f"time limit of {time_limit_s} s reached: stopped at step {t} of {num_steps}.")
                 break
         history["end_step"] = t
     finally:
@@ -470,5 +535,6 @@ def fit(
             signal.signal(signal.SIGTERM, previous)
         writer.close()
         bar.close()
-        ckpt.close()
+        if ckpt is not None:
+            ckpt.close()
     return state, history

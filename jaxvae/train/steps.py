@@ -223,13 +223,14 @@ class StepFunction:
         self._first_check = first_check
         self.batch_spec = None
 
-    def _check(self, batch: Any) -> None:
+    def _check(self, batch: Any) -> tuple | None:
+        """The batch's spec when this call would fix it (the first successful call), else None."""
         spec = _batch_spec(batch)
         if self.batch_spec is None:
             if self._first_check is not None:
                 self._first_check(batch)
-            self.batch_spec = spec
-        elif spec != self.batch_spec:
+            return spec
+        if spec != self.batch_spec:
             raise ValueError(
                 f"{self.name}: batch does not match the batch this step was compiled for.\n"
                 f"  expected: {_describe(self.batch_spec)}\n  got:      {_describe(spec)}\n"
@@ -239,7 +240,7 @@ class StepFunction:
             )
 
     def __call__(self, *args):
-        self._check(args[self._batch_argnum])
+        first = self._check(args[self._batch_argnum])
         step = getattr(args[0], "step", None)
         if isinstance(step, jax.Array) and step.is_deleted():
             raise ValueError(
@@ -247,7 +248,10 @@ class StepFunction:
                 "gone). Use the state returned by the previous step: `state, metrics = step(state, "
                 "batch)`; pass donate=False to make_train_step to keep old states alive."
             )
-        return self.fn(*args)
+        out = self.fn(*args)
+        if first is not None:  # recorded only once a call succeeded: a refused first batch fixes nothing
+            self.batch_spec = first
+        return out
 
     def count_examples(self, batch: Any) -> int:
         """Training examples one call consumes: ``members`` times the product of the first

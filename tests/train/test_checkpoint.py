@@ -89,10 +89,10 @@ def test_different_model_is_refused_with_what_differs(tmp_path):
     with pytest.raises(ValueError) as e:
         CheckpointManager(tmp_path).restore_latest(_state(hidden=4), expected_config={"model": {"hidden": [4]}})
     msg = str(e.value)
-    assert "different model" in msg
+    assert "different run" in msg
     assert "['w']" in msg and "(3, 2)" in msg and "(4, 2)" in msg
-    assert "model config" in msg
-    assert "--workdir" in msg  # says what to do
+    assert "config model.hidden" in msg
+    assert "fresh workdir" in msg  # says what to do
 
 
 def test_same_shapes_different_model_config_is_refused(tmp_path):

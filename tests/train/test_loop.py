@@ -292,7 +292,7 @@ def test_wrong_model_in_workdir(tmp_path):
     tx = make_optimizer(OptimizerConfig())
     state = create_train_state(jax.random.key(0), params, {}, tx)
     it = BatchIterator(toy_data(), 8, seed=0)
-    with pytest.raises(ValueError, match=r"different model(.|\n)*\['w'\](.|\n)*--workdir"):
+    with pytest.raises(ValueError, match=r"different run(.|\n)*\['w'\](.|\n)*fresh workdir"):
         fit(state, make_train_step(toy_loss, tx), it, train_config(5), workdir=tmp_path, config={"model": {"d": D + 1}})
 
 
@@ -399,3 +399,63 @@ def test_fit_on_eight_virtual_devices_does_not_abort(tmp_path):
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
+
+
+# ------------------------------------------------------------------ notebooks: memory, plain iterables, resume policy
+
+
+def test_in_memory_run_takes_any_iterable_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    state, step, _ = toy_setup()
+    batches = [toy_data(8, seed=i) for i in range(5)]  # a list: no get_state, no workdir
+    out, hist = fit(
+        state, step, batches, train_config(5, log_every=1), eval_step=toy_eval_step(8), eval_data=toy_data(8)
+    )
+    assert int(out.step) == 5 and len(hist["train"]) == 5 and hist["eval"][-1]["step"] == 5
+    assert os.listdir(tmp_path) == []
+    gen = (toy_data(8, seed=i) for i in range(3))  # a generator, and no config
+    out, _ = fit(toy_setup()[0], step, gen, train_config(3))
+    assert int(out.step) == 3
+
+
+def test_plain_iterable_needs_resume_never_with_a_workdir(tmp_path):
+    state, step, _ = toy_setup()
+    plain = [toy_data(8, seed=i) for i in range(4)]
+    with pytest.raises(ValueError, match="get_state.*resume='never'"):
+        fit(state, step, plain, train_config(4), workdir=tmp_path)
+    out, _ = fit(state, step, plain, train_config(4), workdir=tmp_path, resume="never")
+    assert int(out.step) == 4 and os.path.isdir(tmp_path / "checkpoints" / "3")
+    # its checkpoints hold no data order: a later resume says so instead of drifting
+    state2, _, it = toy_setup()
+    with pytest.raises(ValueError, match="holds no data order"):
+        fit(state2, step, it, train_config(6), workdir=tmp_path)
+
+
+def test_resume_policies(tmp_path, capsys):
+    run(tmp_path / "a", 3)
+    state, step, it = toy_setup()
+    with pytest.raises(ValueError, match="holds checkpoints up to step 3.*resume='never'"):
+        fit(state, step, it, train_config(6), workdir=tmp_path / "a", config={"model": {"d": D}}, resume="never")
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        fit(state, step, it, train_config(6), workdir=tmp_path / "b", resume="must")
+    with pytest.raises(ValueError, match="needs a `workdir`"):
+        fit(state, step, it, train_config(6), resume="must")
+    with pytest.raises(ValueError, match="`resume` must be one of"):
+        fit(state, step, it, train_config(6), resume="sometimes")
+    capsys.readouterr()
+    out, hist = fit(state, step, it, train_config(6), workdir=tmp_path / "a", config={"model": {"d": D}}, resume="must")
+    assert hist["start_step"] == 3 and int(out.step) == 6
+    assert f"resuming from step 3 of {tmp_path / 'a'}" in capsys.readouterr().out
+
+
+def test_a_changed_setting_refuses_the_resume_naming_it_and_the_step_budget_does_not(tmp_path):
+    cfg = {"model": {"d": D}, "optim": {"learning_rate": 0.05}, "train": train_config(3)}
+    state, step, it = toy_setup()
+    fit(state, step, it, train_config(3), workdir=tmp_path, config=cfg)
+    state, step, it = toy_setup()
+    changed = {**cfg, "optim": {"learning_rate": 0.01}}
+    with pytest.raises(ValueError, match=r"config optim.learning_rate: checkpoint has 0.05, this run has 0.01"):
+        fit(state, step, it, train_config(6), workdir=tmp_path, config=changed)
+    longer = {**cfg, "train": train_config(6, log_every=3)}  # more steps, another log cadence: a resume
+    out, hist = fit(state, step, it, train_config(6, log_every=3), workdir=tmp_path, config=longer)
+    assert hist["start_step"] == 3 and int(out.step) == 6

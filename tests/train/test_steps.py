@@ -443,3 +443,25 @@ def test_a_scalar_batch_entry_does_not_break_the_step():
         np.testing.assert_allclose(metrics["loss"], 0.5 * 9.0, rtol=1e-6)
     out = make_eval_step(lambda p, ms, b, k: {"v": b["temperature"] * b["x"].sum(-1)})(state, batch, jax.random.key(1))
     np.testing.assert_allclose(out["v"], 1.5, rtol=1e-6)
+
+
+def test_a_refused_first_batch_does_not_fix_the_expected_shape():
+    """A first call rightly refused (here by the loss's own shape check) leaves the step unfixed: the
+    corrected batch then runs, instead of being refused against the shape that failed."""
+
+    def loss(params, model_state, batch, key):
+        del key
+        if batch["x"].ndim != 2:
+            raise ValueError(f"`x` must be [B, 3]; got {batch['x'].shape}")
+        return LossOutput(jnp.mean(batch["x"] @ params["w"]), {}, model_state)
+
+    tx = optax.sgd(0.1)
+    step = make_train_step(loss, tx, donate=False)
+    state = create_train_state(jax.random.key(0), {"w": jnp.ones((3,))}, {}, tx)
+    with pytest.raises(ValueError, match=r"must be \[B, 3\]"):
+        step(state, {"x": np.ones((4, 1, 3), np.float32)})
+    assert step.batch_spec is None
+    _, metrics = step(state, {"x": np.ones((4, 3), np.float32)})
+    np.testing.assert_allclose(metrics["loss"], 3.0)
+    with pytest.raises(ValueError, match="does not match the batch this step was compiled for"):
+        step(state, {"x": np.ones((5, 3), np.float32)})
