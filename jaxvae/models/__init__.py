@@ -23,3 +23,16 @@ hierarchy, ``inverted_ssvae.py`` several data streams):
 Each equation of a paper is in its model file (docstring and the line computing it), its test in
 ``tests/models/test_<paper>.py``, its number in ``experiments/<paper>/README.md``.
 """
+
+import importlib
+import pkgutil
+
+
+def __getattr__(name: str):
+    """``jaxvae.models.vae`` and every other model module, imported on first use."""
+    if any(m.name == name for m in pkgutil.iter_modules(__path__)):
+        module = importlib.import_module(f"jaxvae.models.{name}")
+        globals()[name] = module
+        return module
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__))
+    raise AttributeError(f"module 'jaxvae.models' has no attribute {name!r}; its modules are {names}.")

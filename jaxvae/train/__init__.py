@@ -8,6 +8,52 @@
 - :mod:`jaxvae.train.writers`: ``MetricWriter`` (JSONL, TensorBoard, PNG grids).
 - :mod:`jaxvae.train.loop`: ``fit``, the one training loop, and ``TrainConfig``.
 
-Submodules are imported explicitly (``from jaxvae.train.loop import fit``) so that importing the
-light ones does not pull in Orbax or tensorboardX.
+- :mod:`jaxvae.train.multi`: several seeds or configs in one compiled program.
+
+The names below are also attributes of this package (``jaxvae.train.fit``), each imported from its
+module on first use, so that importing the package pulls in neither Orbax nor tensorboardX.
 """
+
+import importlib
+
+_NAMES = {
+    "fit": "loop",
+    "TrainConfig": "loop",
+    "evaluate": "loop",
+    "create_train_state": "steps",
+    "make_train_step": "steps",
+    "make_eval_step": "steps",
+    "make_pmap_train_step": "steps",
+    "replicate_for_pmap": "steps",
+    "unreplicate": "steps",
+    "OptimizerConfig": "optim",
+    "make_optimizer": "optim",
+    "TrainState": "state",
+    "LossOutput": "state",
+    "stack_states": "multi",
+    "make_multi_train_step": "multi",
+    "make_multi_step": "multi",
+    "member_state": "multi",
+    "make_data_mesh": "sharding",
+    "replicate": "sharding",
+    "shard_batch": "sharding",
+    "CheckpointManager": "checkpoint",
+    "MetricWriter": "writers",
+}
+_MODULES = ("checkpoint", "distributed", "loop", "multi", "optim", "sharding", "state", "steps", "writers")
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"jaxvae.train.{_NAMES[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"jaxvae.train.{name}")
+    else:
+        raise AttributeError(f"module 'jaxvae.train' has no attribute {name!r}; it has {sorted(_NAMES)}.")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_NAMES) + list(_MODULES))
