@@ -309,7 +309,7 @@ def bench_model(
 def bench_iw_nll(*, num_samples: int, num_examples: int, loop_examples: int, loop_chunk: int, env, emit) -> None:
     """Vectorised, chunked ``iw_log_likelihood`` against a per-example loop, same model and k.
 
-    The loop is the pattern of pythae's ``get_nll`` (peers.md), compiled with ``jax.jit``: one example
+    The loop is the pattern of pythae's ``get_nll`` (its VAE model), compiled with ``jax.jit``: one example
     at a time; its k samples in chunks of ``loop_chunk`` (pythae's default ``batch_size=100``), each
     chunk encoding the example repeated ``loop_chunk`` times, sampling, decoding; then a logsumexp.
     """

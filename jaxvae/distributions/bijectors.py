@@ -11,7 +11,7 @@ the Jacobian is the square ``(K-1) x (K-1)`` matrix :math:`\partial z_{1:K-1} / 
 
 References:
   I. Gemp, I. Durugkar, M. Parente, M. D. Dyar, S. Mahadevan, "Inverting variational
-  autoencoders for improved generative accuracy" (``LogisticFlow``, App. A; ``papers.md`` §1.2).
+  autoencoders for improved generative accuracy" (``LogisticFlow``, App. A).
 """
 
 from __future__ import annotations

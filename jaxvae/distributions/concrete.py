@@ -4,7 +4,7 @@ r"""Concrete (Gumbel-Softmax) relaxation of a Categorical, with temperature sche
 
 .. math:: y = \mathrm{softmax}((\ell + g)/\tau), \qquad g_i \sim \mathrm{Gumbel}(0, 1)\ \text{iid},
 
-a point on the simplex (Maddison, Mnih & Teh 2017; Jang, Gu & Poole 2017; papers.md §1.4). Its
+a point on the simplex (Maddison, Mnih & Teh 2017; Jang, Gu & Poole 2017). Its
 density with respect to Lebesgue measure on the first ``C - 1`` coordinates is, with
 :math:`\pi = \mathrm{softmax}(\ell)`,
 
@@ -45,7 +45,7 @@ TemperatureSchedule = Callable[[ArrayLike], jax.Array]
 
 
 def concrete_log_prob_log_sample(log_y: ArrayLike, logits: ArrayLike, temperature: ArrayLike) -> jax.Array:
-    r"""Concrete log-density of :math:`y = e^{\log y}`, computed from :math:`\log y` (papers.md §1.4).
+    r"""Concrete log-density of :math:`y = e^{\log y}`, computed from :math:`\log y` (Maddison et al. 2017, eq. 8).
 
     .. math:: \log\Gamma(C) + (C-1)\log\tau + \sum_i (\log\pi_i - (\tau+1)\log y_i)
               - C\,\mathrm{logsumexp}_i(\log\pi_i - \tau\log y_i)
@@ -215,7 +215,7 @@ def _check_scalar_positive(name: str, value) -> float:
 
 
 def constant_temperature(tau: float) -> TemperatureSchedule:
-    """Schedule ``f(step) = tau`` (papers.md §1.4: Gemp et al. use ``tau = 1``).
+    """Schedule ``f(step) = tau`` (Gemp et al.'s code uses ``tau = 1``).
 
     Raises:
       ValueError: if ``tau`` is not finite and > 0.

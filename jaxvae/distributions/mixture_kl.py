@@ -22,7 +22,7 @@ References:
   mixture models", ICASSP 2007 (eqs. for :math:`D_{variational}`, the matched / product bounds).
   J.-L. Durrieu, J.-Ph. Thiran, F. Kelly, "Lower and upper bounds for approximation of the
   Kullback-Leibler divergence between Gaussian mixture models", ICASSP 2012.
-  M. Rivera, "How to train your VAE", arXiv:2309.13160 (``papers.md`` §2.2).
+  M. Rivera, "How to train your VAE", arXiv:2309.13160 (its code's ``VAE_GAN.train_step``).
 """
 
 from __future__ import annotations

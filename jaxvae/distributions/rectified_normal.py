@@ -1,4 +1,4 @@
-r"""Rectified Normal (rectified Gaussian): ``z = max(0, y)``, ``y ~ N(loc, scale^2)`` (papers.md §4.2).
+r"""Rectified Normal (rectified Gaussian): ``z = max(0, y)``, ``y ~ N(loc, scale^2)`` (Salimans, arXiv:1602.08734).
 
 With :math:`a = \mu/\sigma`, the law of ``z`` is a point mass :math:`\Phi(-a)` at 0 (the "spike") plus
 the Gaussian density :math:`N(z; \mu, \sigma^2)` on :math:`(0, \infty)` (the "slab", mass
@@ -144,7 +144,7 @@ def _broadcast_batch(q: RectifiedNormal, p: RectifiedNormal) -> tuple[int, ...]:
 
 
 def kl_rectified_rectified(q: RectifiedNormal, p: RectifiedNormal) -> jax.Array:
-    r"""Closed-form :math:`KL(q\|p)` between rectified Normals on the same mixed measure (papers.md §4.2).
+    r"""Closed-form :math:`KL(q\|p)` between rectified Normals on the same mixed measure (Salimans, arXiv:1602.08734).
 
     With :math:`a = \mu_q/\sigma_q`, :math:`b = \mu_p/\sigma_p`, :math:`r = \sigma_q/\sigma_p`,
     :math:`d = (\mu_q - \mu_p)/\sigma_p`, the §4.2 formula rearranges to

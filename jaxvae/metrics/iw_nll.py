@@ -151,7 +151,8 @@ def make_iw_log_likelihood(
                 pad = jnp.zeros((b - xb.shape[0],) + xb.shape[1:], xb.dtype)
                 xb = jnp.concatenate([jnp.asarray(xb), pad])
             xb = jax.device_put(xb, x_sharding) if mesh is not None else jnp.asarray(xb)
-            # Fetching each batch's result also syncs every step (environment.md section 1.6).
+            # Fetching each batch's result also syncs every step (long unsynced queues of collective steps
+            # on virtual CPU devices abort the process).
             out.append(np.asarray(run(xb, jnp.int32(start), key)))
         res = np.concatenate(out)[:n]
         bad = ~np.isfinite(res) & ~np.isneginf(res)

@@ -1,8 +1,9 @@
 r"""Structured VAE with a deep hierarchy of rectified-Gaussian layers (after Salimans, 2016).
 
 Reference: T. Salimans, "A Structured Variational Auto-encoder for Learning Deep Hierarchies of
-Sparse Features", arXiv:1602.08734 (2016). The full text was not reachable for this project
-(``papers.md`` §4); what follows says which parts come from the paper and which are this design.
+Sparse Features", arXiv:1602.08734 (2016). The full text was not reachable for this project (only
+its abstract and two secondary descriptions are known); what follows says which parts come from the
+paper and which are this design.
 
 From the paper (its abstract, [A]):
   * a deep hierarchy of layers of latent variables whose units are **rectified Gaussians**
@@ -12,7 +13,7 @@ From the paper (its abstract, [A]):
   * the whole hierarchy trained jointly, no layer-wise stacking.
 From the project's seed summary (unverified, [U]): 4 stochastic layers of 300-200-100-50 units
 (bottom to top), binarized MNIST, batch normalization, Adamax.
-This design ([D], ``papers.md`` §4.2-4.3, not claimed to be the paper's):
+This design ([D], derived here, not claimed to be the paper's):
   * generative model :math:`p(z_L)\prod_{l<L} p(z_l \mid z_{l+1})\,p(x \mid z_1)` with
     :math:`p(z_L) = \prod_j RG(\mu_{L,j}, \sigma_{L,j})` (learned per-unit parameters),
     :math:`p(z_l \mid z_{l+1}) = \prod_j RG(\mu_{l,j}(z_{l+1}), \sigma_{l,j}(z_{l+1}))` computed by a

@@ -1,4 +1,7 @@
-r"""PatchGAN discriminator (Isola et al., 2017) in the form of Rivera's VAE-GAN (``papers.md`` §2.3).
+r"""PatchGAN discriminator (Isola et al., 2017) in the form of Rivera's VAE-GAN.
+
+M. Rivera, "How to train your VAE", arXiv:2309.13160; its code ``marianorivera/How2TrainUrVAE``,
+``discriminator.py``.
 
 ``[..., H, W, C] -> [..., H', W', features[-1]]``: a map of logits, one per receptive-field patch
 (``H' = H / prod(strides)``; 32x32x1 for a 256x256 input at the paper's strides). Layer ``i``::

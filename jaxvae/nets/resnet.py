@@ -1,4 +1,7 @@
-r"""ResNetV2 (pre-activation) encoder and decoder of Rivera's VAE-GAN (``papers.md`` §2.3).
+r"""ResNetV2 (pre-activation) encoder and decoder of Rivera's VAE-GAN.
+
+M. Rivera, "How to train your VAE", arXiv:2309.13160; its code ``marianorivera/How2TrainUrVAE``,
+``reader.py``.
 
 Every residual branch is pre-activated, BN -> ReLU -> conv (He et al., 2016, "Identity mappings
 in deep residual networks"). The three blocks:

@@ -1,4 +1,6 @@
-r"""Latent regularisers of Rivera's VAE (``papers.md`` §2.2) and the baselines they replace.
+r"""Latent regularisers of Rivera's VAE and the baselines they replace.
+
+M. Rivera, "How to train your VAE", arXiv:2309.13160, and its code's ``VAE_GAN.train_step``.
 
 The encoder gives :math:`\mu_i, \log\sigma_i^2 \in R^D` for each example ``i`` of a batch of ``B``.
 

@@ -23,7 +23,7 @@ everything around it:
 - **Sync.** The step's metrics are fetched to the host every ``sync_every`` steps (and at every log,
   evaluation, checkpoint and the last step). ``sync_every=1`` (the default) bounds the async queue,
   which avoids the abort of long queues of collective steps on virtual devices and, on 2 CPU cores,
-  is also faster than running ahead (``environment.md`` §1.6, §4). On a GPU/TPU a small model's step
+  is also faster than running ahead (measured on the project's 2-core CPU). On a GPU/TPU a small model's step
   is shorter than the host's dispatch and fetch; ``sync_every`` of 10-50 lets the host enqueue the
   next steps while the device works. The results are identical for every ``sync_every`` (same keys,
   same data order); only the logged ``examples_per_sec`` then measures wall time between syncs.
