@@ -27,12 +27,13 @@ import jax
 import numpy as np
 
 from experiments.inverted_ssvae.configs import DataConfig
-from jaxvae.data.loader import BatchIterator
+from jaxvae.data.loader import BatchIterator, StackedIterator
 from jaxvae.data.mnist import MnistArrays, binarize_round, load_mnist, to_unit_float
 from jaxvae.models import inverted_ssvae
 
 __all__ = [
     "StreamIterator",
+    "train_iterator",
     "build_data",
     "build_seed_data",
     "device_tables",
@@ -226,3 +227,31 @@ def gather_rows(batch: Mapping[str, Any], tables: Mapping[str, Any]) -> dict[str
     x_u, i_u = tables["x_u"], batch["i_u"]
     out["x_u"] = jax.vmap(lambda t, i: t[i])(x_u, i_u) if x_u.ndim == 3 else x_u[i_u]
     return out
+
+
+def train_iterator(
+    datas: Sequence[Mapping[str, Any]],
+    data_cfgs: Sequence[DataConfig],
+    model_cfg: inverted_ssvae.Config,
+    *,
+    per_seed: bool,
+    on_device: bool = False,
+    tau_schedule: Callable[[int], float] | None = None,
+) -> tuple[Any, list[StreamIterator]]:
+    """The training batches of every model seed (:func:`build_seed_data`'s ``datas`` and ``data_cfgs``).
+
+    Returns ``(iterator, streams)``: one :class:`StreamIterator` per seed (``streams``, the unfeatured stream
+    only when ``model_cfg.reverse != 'none'``; over :func:`index_data` with ``on_device``), and the iterator
+    to train on: their batches stacked on a seed axis (``per_seed``) or the first one's, shared by every seed.
+    """
+    streams = [
+        StreamIterator(
+            index_data(d) if on_device else d,
+            c,
+            with_unfeatured=model_cfg.reverse != "none",
+            tau_schedule=tau_schedule,
+            model_cfg=model_cfg,
+        )
+        for d, c in zip(datas, data_cfgs)
+    ]
+    return (StackedIterator(streams) if per_seed else streams[0]), streams

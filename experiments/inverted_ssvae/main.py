@@ -28,10 +28,9 @@ from experiments._common import config_to_dict, write_results
 from experiments.inverted_ssvae import classifier
 from experiments.inverted_ssvae.analysis.figure import save_decoded_onehots
 from experiments.inverted_ssvae.configs import ExperimentConfig
-from experiments.inverted_ssvae.data import StreamIterator, build_seed_data, device_tables, gather_rows, index_data
+from experiments.inverted_ssvae.data import build_seed_data, device_tables, gather_rows, train_iterator
 from experiments.inverted_ssvae.evaluate import compare, evaluate_m2, evaluate_untapped, summarize
-from jaxvae.data.loader import StackedIterator
-from jaxvae.data.mnist import load_mnist, to_unit_float
+from jaxvae.data.mnist import load_mnist
 from jaxvae.distributions.concrete import exponential_decay_temperature
 from jaxvae.models import inverted_ssvae
 from jaxvae.train.loop import TrainConfig, fit
@@ -42,50 +41,26 @@ from jaxvae.train.steps import create_train_state
 VARIANT_NAMES = {"none": "M2", "z_observed": "untapped", "z_sampled": "untapped_z_sampled"}
 
 
-def load_classifier(cfg: ExperimentConfig, workdir: str, mnist) -> tuple[Any, dict]:
-    """The evaluation classifier cached at ``run.classifier_path`` (trained on first use)."""
-    n = cfg.run.classifier_train_examples
-    return classifier.load_or_train(
-        os.path.join(workdir, cfg.run.classifier_path),
-        to_unit_float(mnist.x_train[:n]),
-        mnist.y_train[:n].astype(np.int32),
-        to_unit_float(mnist.x_test),
-        mnist.y_test.astype(np.int32),
-        epochs=cfg.run.classifier_epochs,
-    )
-
-
 def train_variant(cfg: ExperimentConfig, model_cfg, datas, data_cfgs, workdir: str, *, progress: bool = True):
-    """Train ``model_cfg`` for every seed of ``cfg.run.seeds`` at once; returns ``(state, history, its)``."""
-    optimizer = make_optimizer(cfg.optim)
-    seeds = [int(s) for s in cfg.run.seeds]
+    """Train ``model_cfg`` for every seed of ``cfg.run.seeds`` in one program; returns ``(state, history, streams)``."""
+    optimizer, r, tau = make_optimizer(cfg.optim), cfg.run, model_cfg.temperature
     states = [
         create_train_state(jax.random.key(10_000 + s), *inverted_ssvae.init(model_cfg, jax.random.key(s)), optimizer)
-        for s in seeds
+        for s in map(int, r.seeds)
     ]
-    tau = model_cfg.temperature
-    schedule = None
-    if cfg.run.tau_decay_rate < 1.0:
-        schedule = exponential_decay_temperature(tau, cfg.run.tau_decay_rate, min(cfg.run.tau_floor, tau))
-    on_device = cfg.run.device_data
-    its = [
-        StreamIterator(
-            index_data(d) if on_device else d,
-            dc,
-            with_unfeatured=model_cfg.reverse != "none",
-            tau_schedule=schedule,
-            model_cfg=model_cfg,
-        )
-        for d, dc in zip(datas, data_cfgs)
-    ]
+    schedule = (
+        exponential_decay_temperature(tau, r.tau_decay_rate, min(r.tau_floor, tau)) if r.tau_decay_rate < 1 else None
+    )
+    it, streams = train_iterator(
+        datas, data_cfgs, model_cfg, per_seed=cfg.data.per_seed, on_device=r.device_data, tau_schedule=schedule
+    )
     step = make_multi_train_step(
         inverted_ssvae.make_loss_fn(model_cfg),
         optimizer,
         batch_axes=0 if cfg.data.per_seed else None,
-        tables=device_tables(datas, cfg.data.per_seed) if on_device else None,
-        gather=gather_rows if on_device else None,
+        tables=device_tables(datas, cfg.data.per_seed) if r.device_data else None,
+        gather=gather_rows if r.device_data else None,
     )
-    r = cfg.run
     train = TrainConfig(
         num_steps=r.num_steps,
         eval_every=0,
@@ -95,10 +70,9 @@ def train_variant(cfg: ExperimentConfig, model_cfg, datas, data_cfgs, workdir: s
         time_limit_s=r.time_limit_s,
         progress=progress,
     )
-    run_config = {**config_to_dict(cfg), "model": config_to_dict(model_cfg)}
-    it = StackedIterator(its) if cfg.data.per_seed else its[0]
-    state, history = fit(stack_states(states), step, it, train, workdir=workdir, config=run_config)
-    return state, history, its
+    config = {**config_to_dict(cfg), "model": config_to_dict(model_cfg)}
+    state, history = fit(stack_states(states), step, it, train, workdir=workdir, config=config)
+    return state, history, streams
 
 
 def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True, command=None) -> dict[str, Any]:
@@ -111,17 +85,20 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True, command=N
     untapped = cfg.data.task == "untapped"
     results: dict[str, Any] = {"config": cfg, "variants": {}}
     if untapped:
-        clf_params, results["classifier"] = load_classifier(cfg, workdir, mnist)
+        clf_path, r = os.path.join(workdir, cfg.run.classifier_path), cfg.run
+        clf_params, results["classifier"] = classifier.load_or_train_on_mnist(
+            clf_path, mnist, train_examples=r.classifier_train_examples, epochs=r.classifier_epochs
+        )
     decoded, labels = {}, {}
     for variant in cfg.run.variants:
         name, model_cfg = VARIANT_NAMES[variant], dataclasses.replace(cfg.model, reverse=variant)
         t0 = time.time()
-        state, history, its = train_variant(
+        state, history, streams = train_variant(
             cfg, model_cfg, datas, data_cfgs, os.path.join(workdir, name), progress=progress
         )
         train_s = time.time() - t0
-        if its[0].z_u is not None:  # one fixed set shared by the seeds, or (data.per_seed) one per seed
-            fixed = [it.z_u[: len(d["corners"])].tolist() for it, d in zip(its, datas)]
+        if streams[0].z_u is not None:  # one fixed set shared by the seeds, or (data.per_seed) one per seed
+            fixed = [st.z_u[: len(d["corners"])].tolist() for st, d in zip(streams, datas)]
             results.setdefault("fixed_unfeatured_z", {})[name] = fixed if cfg.data.per_seed else fixed[0]
         rows = []
         for i, (seed, data) in enumerate(zip(seeds, datas)):

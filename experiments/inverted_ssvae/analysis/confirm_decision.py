@@ -81,11 +81,14 @@ def _by_seed(pooled: Mapping[str, Any], variant: str) -> dict[int, float]:
     return {int(p["seed"]): float(p["ce_59"]) for p in pooled["variants"][variant]["per_seed"]}
 
 
-def decide(gpu_results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None, *, cpu: Mapping) -> dict:
+def decide(
+    gpu_results: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None, *, cpu: Mapping | None = None
+) -> dict:
     """Both analyses and the decision. ``gpu_results``: parsed ``results.json`` of the H200 groups, which
     together must hold every seed of 10-49 exactly once; ``cpu``: :func:`load_cpu_values`' dict (seeds
-    first run elsewhere, taken in the primary analysis in place of their GPU values)."""
+    first run elsewhere, taken in the primary analysis in place of their GPU values), None for none."""
     names = list(names or [f"run {i}" for i in range(len(gpu_results))])
+    cpu = {"seeds": (), "M2": (), "untapped": ()} if cpu is None else cpu
     check_confirm_config(gpu_results, names)
     pooled = pool_lib.pool(gpu_results, names)
     if tuple(pooled["seeds"]) != CONFIRM_SEEDS:
@@ -162,11 +165,13 @@ def report(out: Mapping[str, Any]) -> str:
 
 
 def _add_arguments(ap) -> None:
-    ap.add_argument("--cpu", required=True, help="the recorded CPU values (results/confirm_cpu_seeds10-25.json)")
+    ap.add_argument(
+        "--cpu", default=None, help="values of seeds first run elsewhere (results/confirm_cpu_seeds10-25.json)"
+    )
 
 
-def _compute(loaded, paths, *, cpu: str) -> dict:
-    return decide(loaded, paths, cpu=load_cpu_values(cpu))
+def _compute(loaded, paths, *, cpu: str | None) -> dict:
+    return decide(loaded, paths, cpu=None if cpu is None else load_cpu_values(cpu))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -165,7 +165,8 @@ def run_cli(
         raise SystemExit(f"{prog}: {e}") from None
     print(render(out))
     if a.out:
-        write_results(a.out, out, command=["python", "-m", f"experiments.inverted_ssvae.analysis.{prog}", *argv])
+        command = ["python", "-m", f"experiments.inverted_ssvae.analysis.{prog}", *argv]
+        write_results(a.out, out, seeds=out.get("seeds"), command=command)
     return out
 
 

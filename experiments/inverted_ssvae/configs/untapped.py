@@ -8,8 +8,9 @@ The paper's protocol (App. D) scaled down for a 2-core CPU: batch 500 per stream
 else is the paper's: nets [50,50] / [10,10] / [250,500] tanh, z in [-1.5,1.5]^2, tau = 1, Adam lr 0.01,
 eps 1e-4, elementwise clipping 1 (plus the authors' code's global-norm clip 5), (a_fd, a_rd) = (10, 0.1).
 
-Expected: 15-45 min on a shared 2-core CPU for both models; CE on digits 5-9 over seeds 0-4 about
-M2 1.7 +- 0.4, untapped 1.7 +- 0.2, not separated (``results/untapped_cpu_200steps.json``).
+Expected: 14 min on the shared 2-core CPU for both models (2026-12-04; 41 min under heavier load before);
+CE on digits 5-9 over seeds 0-4: M2 1.56 +- 0.08, untapped 1.62 +- 0.22, untapped - M2 +0.06 +- 0.12
+paired, not separated (``results/untapped_cpu_200steps.json``).
 Paper (10 seeds, full protocol): M2 2.30, untapped 2.07.
 """
 
