@@ -9,7 +9,9 @@ demo) weights ``-J_fl``, ``-J_fu``, ``-J_ru`` by 0.1 and the discriminative term
 (10, 0.1) scaled by 0.1 overall), computes the classification loss at a Concrete sample
 (``code.fd_loss='concrete_sample'``) and the reconstruction norm at a hard Bernoulli sample, without
 gradient (``code.rd_input='hard_sample'``); see :class:`jaxvae.models.inverted_ssvae.AuthorsCode`.
-Everything else as ``untapped_full.py``. Expected run time: as ``untapped_full.py``.
+Everything else as ``untapped_full.py``. Expected run time: as ``untapped_full.py``; not measured at this
+scale (at the CPU scale of ``untapped.py``, seeds 0-2, it changed nothing against the paper's objective,
+README.md at commit eedc819).
 """
 
 from experiments.inverted_ssvae.configs import DataConfig, ExperimentConfig, RunConfig
