@@ -64,6 +64,16 @@ def train_classifier(x_train, y_train, x_test, y_test, *, epochs: int = 3, batch
     return params, acc, time.time() - t0
 
 
+def load_or_train_on_mnist(path: str, mnist, *, train_examples: int = 60_000, epochs: int = 3):
+    """:func:`load_or_train` on the first ``train_examples`` MNIST training images (grey levels in [0, 1]),
+    checked on the 10k test set; ``mnist``: :func:`jaxvae.data.mnist.load_mnist`'s arrays."""
+    from jaxvae.data.mnist import to_unit_float
+
+    n = train_examples
+    x_tr, y_tr = to_unit_float(mnist.x_train[:n]), mnist.y_train[:n].astype(np.int32)
+    return load_or_train(path, x_tr, y_tr, to_unit_float(mnist.x_test), mnist.y_test.astype(np.int32), epochs=epochs)
+
+
 def load_or_train(path: str, x_train, y_train, x_test, y_test, *, epochs: int = 3):
     """Load the cached classifier at ``path`` (``.npz``) or train and save it; returns ``(params, info)``."""
     if os.path.isfile(path):

@@ -1,23 +1,27 @@
-"""The Gemp confirmatory test's decision (experiments/inverted_ssvae/confirm_decision.py)."""
+"""The Gemp confirmatory test's decision (experiments/inverted_ssvae/analysis/confirm_decision.py)."""
 
 import copy
 import glob
 import json
 import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
 
-from experiments.inverted_ssvae import confirm_decision as C
+from experiments._common import config_to_dict
+from experiments.inverted_ssvae.analysis import confirm_decision as C
 from experiments.inverted_ssvae.configs.untapped_full_confirm import get_config
-from experiments.inverted_ssvae.main import _to_dict, paired_p_values
+from jaxvae.metrics.paired import paired_p_values
 
-HERE = os.path.dirname(C.__file__)
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(C.__file__)), "results")
+H200 = sorted(glob.glob(os.path.join(RESULTS, "confirm_h200", "*.json")))
+CPU = os.path.join(RESULTS, "confirm_cpu_seeds10-25.json")
 
 
 def _gpu_run(seeds, m2, un):
-    cfg = _to_dict(get_config())
+    cfg = config_to_dict(get_config())
     cfg["run"].update(seeds=list(seeds), device_data=True, checkpoint_every=600)
 
     def variant(ces):
@@ -80,22 +84,42 @@ def test_refuses_missing_seeds_and_other_settings():
         C.paired_summary([1.0, 2.0], [1.0])
 
 
-def test_recorded_cpu_values_are_the_readme_interim_table():
-    """The CPU seeds' values (their results.json files are lost) must be the ones the README records."""
-    with open(os.path.join(HERE, "README.md")) as f:
-        text = f.read()
+def _values_of_rows(rows):
     m2, un = [], []
-    for lo in (10, 14, 18, 22):
-        row = re.search(rf"^\| {lo}-{lo + 3} \(interim\) \|(.*)$", text, re.M)
-        assert row, f"README interim row {lo}-{lo + 3} not found"
-        groups = re.findall(r"\(([0-9., ]+)\)", row.group(1))
+    for row in rows:
+        groups = re.findall(r"\(([0-9., ]+)\)", row)
         m2 += [float(x) for x in groups[0].split(",")]
         un += [float(x) for x in groups[1].split(",")]
-    assert tuple(m2) == C.CPU_SEEDS_10_25["M2"] and tuple(un) == C.CPU_SEEDS_10_25["untapped"]
+    return m2, un
+
+
+def test_recorded_cpu_values_are_the_readme_rows_they_name():
+    """The CPU seeds' values (their results.json files are lost) are the ones the README's interim table
+    recorded: the JSON keeps those rows verbatim, and the values parse from them."""
+    rec = json.load(open(CPU))
+    rows = rec["source"]["rows"]
+    assert [r.split("|")[1].strip() for r in rows] == [f"{lo}-{lo + 3} (interim)" for lo in (10, 14, 18, 22)]
+    m2, un = _values_of_rows(rows)
+    assert rec["seeds"] == list(range(10, 26)) and rec["M2"] == m2 and rec["untapped"] == un
+    cpu = C.load_cpu_values(CPU)
+    assert cpu["M2"] == tuple(m2) and cpu["source"] == CPU
+
+
+def test_recorded_cpu_rows_are_in_the_readme_at_the_commit_they_name():
+    rec = json.load(open(CPU))["source"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(RESULTS)))
+    show = subprocess.run(
+        ["git", "show", f"{rec['table_at_commit']}:{rec['file']}"], cwd=root, capture_output=True, text=True
+    )
+    if show.returncode != 0:  # a copy without the history (an sdist, a shallow clone): nothing to compare with
+        pytest.skip(f"git history with commit {rec['table_at_commit'][:7]} not available: {show.stderr.strip()}")
+    readme = show.stdout.splitlines()
+    for row in rec["rows"]:
+        assert row in readme
 
 
 def test_kept_gpu_results_are_the_confirm_config_and_cover_every_seed():
-    paths = sorted(glob.glob(os.path.join(HERE, "results", "confirm_h200", "*.json")))
+    paths = H200
     assert paths, "results/confirm_h200 holds the H200 groups"
     runs = [json.load(open(p)) for p in paths]
     C.check_confirm_config(runs, paths)
@@ -108,14 +132,24 @@ def test_kept_gpu_results_are_the_confirm_config_and_cover_every_seed():
 
 
 def test_command_line_prints_the_decision_writes_json_and_names_itself_on_refusal(tmp_path, capsys):
-    paths = sorted(glob.glob(os.path.join(HERE, "results", "confirm_h200", "*.json")))
     out = tmp_path / "decision.json"
-    got = C.main(paths + ["--out", str(out)])
+    got = C.main(H200 + ["--cpu", CPU, "--out", str(out)])
     printed = capsys.readouterr().out
     assert "decision (primary, p < 0.05)" in printed and "sensitivity (all 40 on the GPU)" in printed
-    assert json.loads(out.read_text())["met"] == got["met"]
+    written = json.loads(out.read_text())
+    assert written["met"] == got["met"] and written["provenance"]["seeds"] == list(range(10, 50))
     with pytest.raises(SystemExit, match="confirm_decision: decide: the GPU groups hold seeds"):
-        C.main(paths[:1])
+        C.main(H200[:1] + ["--cpu", CPU])
+
+
+def test_the_kept_decision_is_what_the_script_computes_from_the_kept_files():
+    """results/confirm_decision.json (quoted by the README) is the script's output on the files beside it."""
+    kept = json.load(open(os.path.join(RESULTS, "confirm_decision.json")))
+    got = C.decide([json.load(open(p)) for p in H200], H200, cpu=C.load_cpu_values(CPU))
+    for key in ("primary", "sensitivity_all_gpu", "cpu_vs_gpu_same_seeds"):
+        for k, v in got[key].items():
+            assert kept[key][k] == (v if isinstance(v, bool) else pytest.approx(v, rel=1e-12)), (key, k)
+    assert kept["met"] is got["met"] is True
 
 
 def test_cpu_seeds_must_be_distinct_confirm_seeds_and_all_gpu_skips_the_platform_comparison():
@@ -125,7 +159,7 @@ def test_cpu_seeds_must_be_distinct_confirm_seeds_and_all_gpu_skips_the_platform
         C.decide(runs, cpu={"seeds": (5, 10), "M2": (2.0, 2.0), "untapped": (1.9, 1.9)})
     with pytest.raises(ValueError, match="distinct seeds of 10-49"):
         C.decide(runs, cpu={"seeds": (10, 10), "M2": (2.0, 2.0), "untapped": (1.9, 1.9)})
-    out = C.decide(runs, cpu={"seeds": (), "M2": (), "untapped": ()})
+    out = C.decide(runs)  # no seed run elsewhere: the primary analysis is the all-GPU one
     assert out["cpu_vs_gpu_same_seeds"] is None
     assert out["primary"]["paired_mean"] == pytest.approx(out["sensitivity_all_gpu"]["paired_mean"])
     assert "primary (all GPU)" in C.report(out) and "on both" not in C.report(out)

@@ -1,12 +1,13 @@
-"""Seconds-long smoke run of the untapped pipeline (tiny nets, few steps); used by the tests.
+"""Seconds-long smoke run of the untapped pipeline (tiny nets, 3 steps, 2 seeds); the tests run it.
 
-    python -m experiments.inverted_ssvae.main --config experiments/inverted_ssvae/configs/smoke.py \
+    python -m experiments.inverted_ssvae.main --config experiments/inverted_ssvae/configs/smoke.py \\
         --workdir /tmp/inverted_ssvae_smoke
 
-Numbers from it mean nothing.
+About 1 min on a 2-core CPU (MNIST loading, the classifier on 2,000 images, compilation). Its numbers
+mean nothing.
 """
 
-from experiments.inverted_ssvae.main import DataConfig, ExperimentConfig, RunConfig
+from experiments.inverted_ssvae.configs import DataConfig, ExperimentConfig, RunConfig
 from jaxvae.models.inverted_ssvae import Config
 from jaxvae.train.optim import OptimizerConfig
 

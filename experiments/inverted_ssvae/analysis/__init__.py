@@ -1,0 +1,1 @@
+"""After the runs: the decoded one-hots figure, pooling seed groups, the confirmatory test's decision."""
