@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from experiments import _cli
-from experiments._common import config_to_dict, write_results
+from experiments._common import write_results
 from experiments.inverted_ssvae import classifier
 from experiments.inverted_ssvae.analysis.figure import save_decoded_onehots
 from experiments.inverted_ssvae.configs import ExperimentConfig
@@ -70,7 +70,9 @@ def train_variant(cfg: ExperimentConfig, model_cfg, datas, data_cfgs, workdir: s
         time_limit_s=r.time_limit_s,
         progress=progress,
     )
-    config = {**config_to_dict(cfg), "model": config_to_dict(model_cfg)}
+    # what defines the trajectory (a resume refuses a change of it); the run's bookkeeping is in `train`
+    config = {"model": model_cfg, "optim": cfg.optim, "data": cfg.data, "train": train, "seeds": list(r.seeds),
+              "tau_schedule": [r.tau_decay_rate, r.tau_floor]}  # fmt: skip
     state, history = fit(stack_states(states), step, it, train, workdir=workdir, config=config)
     return state, history, streams
 
