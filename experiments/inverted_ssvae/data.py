@@ -13,7 +13,7 @@ Tasks (``DataConfig.task``):
   evaluation images: the 10k test set.
 
 One batch dict carries the three streams: ``x_l, y_l`` (labeled), ``x_u`` (unlabeled), ``y_u`` (+ ``z_u``
-when fixed; unfeatured) and, under a temperature schedule, the scalar ``temperature``.
+when fixed; unfeatured). A Concrete temperature schedule is the model's (it follows the step).
 """
 
 from __future__ import annotations
@@ -143,11 +143,11 @@ def fixed_unfeatured_z(cfg: DataConfig, model_cfg: inverted_ssvae.Config, num: i
 
 class StreamIterator:
     """Zips the labeled and unlabeled :class:`~jaxvae.data.loader.BatchIterator` s and the constant
-    unfeatured batch; yields ``{'x_l', 'y_l', 'x_u'[, 'y_u'[, 'z_u']][, 'temperature']}``; resumable.
+    unfeatured batch; yields ``{'x_l', 'y_l', 'x_u'[, 'y_u'[, 'z_u']]}``; resumable.
 
     The unfeatured batch is the corners tiled to ``batch_unfeatured`` rows and, with ``unfeatured_z='fixed'``
     (which needs ``model_cfg``), the fixed z's tiled alike (row ``i`` pairs corner ``i mod C`` with z
-    ``i mod C``). ``tau_schedule(t)`` (optional) gives the temperature of step ``t``.
+    ``i mod C``).
     """
 
     def __init__(
@@ -156,7 +156,6 @@ class StreamIterator:
         cfg: DataConfig,
         *,
         with_unfeatured: bool,
-        tau_schedule: Callable[[int], float] | None = None,
         model_cfg: inverted_ssvae.Config | None = None,
     ):
         n_lab = len(next(iter(data["labeled"].values())))
@@ -171,8 +170,6 @@ class StreamIterator:
                     raise ValueError("data.unfeatured_z='fixed' needs `model_cfg` (for the z box and latent_dim).")
                 z0 = fixed_unfeatured_z(cfg, model_cfg, len(data["corners"]))
                 self.z_u = np.tile(z0, (reps, 1))[: cfg.batch_unfeatured]
-        self.tau_schedule = tau_schedule
-        self.t = 0
 
     def __iter__(self):
         return self
@@ -183,18 +180,14 @@ class StreamIterator:
             b["y_u"] = self.y_u
         if self.z_u is not None:
             b["z_u"] = self.z_u
-        if self.tau_schedule is not None:
-            b["temperature"] = np.float32(self.tau_schedule(self.t))
-        self.t += 1
         return b
 
     def get_state(self) -> dict[str, Any]:
-        return {"labeled": self.lab.get_state(), "unlabeled": self.unl.get_state(), "t": self.t}
+        return {"labeled": self.lab.get_state(), "unlabeled": self.unl.get_state()}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.lab.set_state(state["labeled"])
         self.unl.set_state(state["unlabeled"])
-        self.t = int(state["t"])
 
 
 def index_data(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +229,6 @@ def train_iterator(
     *,
     per_seed: bool,
     on_device: bool = False,
-    tau_schedule: Callable[[int], float] | None = None,
 ) -> tuple[Any, list[StreamIterator]]:
     """The training batches of every model seed (:func:`build_seed_data`'s ``datas`` and ``data_cfgs``).
 
@@ -249,7 +241,6 @@ def train_iterator(
             index_data(d) if on_device else d,
             c,
             with_unfeatured=model_cfg.reverse != "none",
-            tau_schedule=tau_schedule,
             model_cfg=model_cfg,
         )
         for d, c in zip(datas, data_cfgs)

@@ -31,7 +31,6 @@ from experiments.inverted_ssvae.configs import ExperimentConfig
 from experiments.inverted_ssvae.data import build_seed_data, device_tables, gather_rows, train_iterator
 from experiments.inverted_ssvae.evaluate import compare, evaluate_m2, evaluate_untapped, summarize
 from jaxvae.data.mnist import load_mnist
-from jaxvae.distributions.concrete import exponential_decay_temperature
 from jaxvae.models import inverted_ssvae
 from jaxvae.train.loop import TrainConfig, fit
 from jaxvae.train.multi import make_multi_train_step, member_state, stack_states
@@ -43,17 +42,12 @@ VARIANT_NAMES = {"none": "M2", "z_observed": "untapped", "z_sampled": "untapped_
 
 def train_variant(cfg: ExperimentConfig, model_cfg, datas, data_cfgs, workdir: str, *, progress: bool = True):
     """Train ``model_cfg`` for every seed of ``cfg.run.seeds`` in one program; returns ``(state, history, streams)``."""
-    optimizer, r, tau = make_optimizer(cfg.optim), cfg.run, model_cfg.temperature
+    optimizer, r = make_optimizer(cfg.optim), cfg.run
     states = [
         create_train_state(jax.random.key(10_000 + s), *inverted_ssvae.init(model_cfg, jax.random.key(s)), optimizer)
         for s in map(int, r.seeds)
     ]
-    schedule = (
-        exponential_decay_temperature(tau, r.tau_decay_rate, min(r.tau_floor, tau)) if r.tau_decay_rate < 1 else None
-    )
-    it, streams = train_iterator(
-        datas, data_cfgs, model_cfg, per_seed=cfg.data.per_seed, on_device=r.device_data, tau_schedule=schedule
-    )
+    it, streams = train_iterator(datas, data_cfgs, model_cfg, per_seed=cfg.data.per_seed, on_device=r.device_data)
     step = make_multi_train_step(
         inverted_ssvae.make_loss_fn(model_cfg),
         optimizer,
@@ -71,8 +65,7 @@ def train_variant(cfg: ExperimentConfig, model_cfg, datas, data_cfgs, workdir: s
         progress=progress,
     )
     # what defines the trajectory (a resume refuses a change of it); the run's bookkeeping is in `train`
-    config = {"model": model_cfg, "optim": cfg.optim, "data": cfg.data, "train": train, "seeds": list(r.seeds),
-              "tau_schedule": [r.tau_decay_rate, r.tau_floor]}  # fmt: skip
+    config = {"model": model_cfg, "optim": cfg.optim, "data": cfg.data, "train": train, "seeds": list(r.seeds)}
     state, history = fit(stack_states(states), step, it, train, workdir=workdir, config=config)
     return state, history, streams
 

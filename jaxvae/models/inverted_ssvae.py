@@ -33,8 +33,8 @@ Batch (one compiled step takes the three streams together; a stream may be absen
   with optional ``"z_u"`` float ``[B_r, D]`` (inside the box); without it z is drawn in the loss,
   uniformly on the reverse box (:func:`reverse_box`; ``N(0, I)`` for ``z_space='real'``), a fresh draw
   each step, i.e. an infinite unfeatured set;
-- optional ``"temperature"`` float ``[]``: overrides ``Config.temperature`` (for a schedule computed by
-  the caller, e.g. :mod:`jaxvae.distributions.concrete`'s schedules).
+- optional ``"temperature"`` float ``[]``: overrides the Concrete temperature. A schedule needs none:
+  ``Config.temperature_decay_rate`` decays it with the step the engine passes to the loss.
 
 Differences from the authors' code (``imgemp/untapped``), all deliberate:
 
@@ -103,11 +103,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxvae.config import (
     as_shape,
     as_widths,
     check_finite_number,
+    check_in_range,
     check_nonnegative,
     check_one_of,
     check_positive,
@@ -116,7 +118,7 @@ from jaxvae.config import (
 )
 from jaxvae.distributions import bijectors
 from jaxvae.distributions.bernoulli import Bernoulli, bernoulli_log_prob
-from jaxvae.distributions.concrete import Concrete
+from jaxvae.distributions.concrete import Concrete, exponential_decay_temperature
 from jaxvae.distributions.normal import kl_normal_std, normal_log_prob_logvar
 from jaxvae.models.common import as_key
 from jaxvae.nets.heads import SCALE_PARAMS, GaussianHead
@@ -197,7 +199,10 @@ class Config:
       init_gain: Glorot-uniform gain of every kernel (``sqrt(2)``, the authors' code).
       unlabeled: ``'relaxed'`` (one Concrete sample of y, Gemp et al.) or ``'enumerate'`` (exact sum
         over the C labels, classic M2).
-      temperature: Concrete temperature ``tau`` (> 0).
+      temperature: Concrete temperature ``tau`` (> 0); with a decay, its value at step 0.
+      temperature_decay_rate, temperature_floor: a Concrete temperature schedule,
+        ``tau_t = max(min(floor, tau), tau rate^t)`` at step ``t`` (the engine passes the step to the
+        loss); rate 1 keeps ``tau`` fixed (the paper).
       relaxed_y_prior: in relaxed mode, ``'categorical'`` (``log p(y) = -log C``, the authors' choice)
         or ``'concrete'`` (the density of a uniform-logit Concrete with the same ``tau`` at the sample).
       reverse: ``'z_observed'`` (eq. 17), ``'z_sampled'`` (eq. 5) or ``'none'`` (the M2 baseline).
@@ -224,6 +229,8 @@ class Config:
     init_gain: float = math.sqrt(2.0)
     unlabeled: str = "relaxed"
     temperature: float = 1.0
+    temperature_decay_rate: float = 1.0
+    temperature_floor: float = 0.5
     relaxed_y_prior: str = "categorical"
     reverse: str = "z_observed"
     reverse_sample: str = "hard"
@@ -267,8 +274,9 @@ class Config:
                 "need `z_low` <= `code.reverse_z_low` < `code.reverse_z_high` <= `z_high` (the unfeatured z's "
                 f"must lie in q(z|x,y)'s box); got reverse box ({lo!r}, {hi!r}) in ({self.z_low!r}, {self.z_high!r})."
             )
-        for name in ("temperature", "reverse_temperature", "init_gain", "min_scale"):
+        for name in ("temperature", "reverse_temperature", "init_gain", "min_scale", "temperature_floor"):
             check_positive(name, getattr(self, name))
+        check_in_range("temperature_decay_rate", self.temperature_decay_rate, 0.0, 1.0, low_closed=False)
         for name in ("alpha_fd", "alpha_rd"):
             check_nonnegative(name, getattr(self, name))
 
@@ -551,15 +559,33 @@ def _hard_sample(key: PRNGKey, logits: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(Bernoulli(logits=logits).sample(key).astype(logits.dtype))
 
 
+def temperature_at(config: Config, step: ArrayLike = 0) -> jax.Array:
+    """The Concrete temperature at ``step`` under the config's schedule (``config.temperature`` without one)."""
+    if config.temperature_decay_rate == 1.0:
+        return jnp.asarray(config.temperature, jnp.float32)
+    floor = min(config.temperature_floor, config.temperature)
+    schedule = exponential_decay_temperature(config.temperature, config.temperature_decay_rate, floor)
+    return jnp.asarray(schedule(step), jnp.float32)
+
+
 def objective_terms(
-    config: Config, params: PyTree, model_state: PyTree, batch: dict, key: PRNGKey, *, train: bool = True
+    config: Config,
+    params: PyTree,
+    model_state: PyTree,
+    batch: dict,
+    key: PRNGKey,
+    *,
+    train: bool = True,
+    temperature: ArrayLike | None = None,
 ) -> tuple[Terms, PyTree]:
     """Per-example terms of eq. 8 for the streams present in ``batch`` (see the module docstring).
 
     The key is split into one subkey per stream in a fixed order, so the labeled and unlabeled terms
     are bitwise the same whether or not the reverse stream is used (the M2 baseline and the untapped
     model see the same noise for the same key). The model has no batch statistics: ``train`` changes
-    nothing and ``model_state`` comes back unchanged.
+    nothing and ``model_state`` comes back unchanged. The Concrete temperature is ``batch["temperature"]``
+    when the batch has one, else ``temperature`` (e.g. :func:`temperature_at` the step), else
+    ``config.temperature``.
 
     Raises:
       ValueError: for a malformed batch (missing stream, wrong shape, labels out of range, ...).
@@ -570,7 +596,8 @@ def objective_terms(
     model = InvertedSSVAE(c)
     ap = lambda method, *a: model.apply({"params": params}, *a, method=getattr(InvertedSSVAE, method))
     k_l, k_u, k_r = jax.random.split(key, 3)
-    tau = jnp.asarray(batch.get("temperature", c.temperature), jnp.float32)
+    tau = batch.get("temperature", c.temperature if temperature is None else temperature)
+    tau = jnp.asarray(tau, jnp.float32)
     log_py = _log_py(c)
     j_fl = j_fd = j_rd = correct = j_fu = entropy_y = j_ru = None
 
@@ -683,10 +710,12 @@ def total_loss(config: Config, terms: Terms) -> tuple[jax.Array, dict[str, jax.A
 
 
 def make_loss_fn(config: Config) -> Callable:
-    """``loss_fn(params, model_state, batch, key) -> LossOutput`` for the engine (eq. 8, minimised)."""
+    """``loss_fn(params, model_state, batch, key, *, step=0) -> LossOutput`` for the engine (eq. 8,
+    minimised); the Concrete temperature follows the config's schedule at ``step`` (:func:`temperature_at`)."""
 
-    def loss_fn(params, model_state, batch, key):
-        terms, model_state = objective_terms(config, params, model_state, batch, key)
+    def loss_fn(params, model_state, batch, key, *, step=0):
+        tau = temperature_at(config, step)
+        terms, model_state = objective_terms(config, params, model_state, batch, key, temperature=tau)
         loss, metrics = total_loss(config, terms)
         return LossOutput(loss, metrics, model_state)
 

@@ -77,6 +77,8 @@ class Config:
       likelihood: ``"bernoulli"`` (decoder outputs logits).
       kl: ``"analytic"`` (closed form) or ``"mc"`` (single-sample ``log q - log p``).
       beta: weight of the KL term in the training loss (the reported ``elbo`` always uses 1).
+      kl_warmup_steps: a KL warm-up: the weight grows linearly from 0 to ``beta`` over this many steps
+        (``beta * min(1, step / kl_warmup_steps)``, the engine passing the step); 0: ``beta`` throughout.
       x_shape: trailing shape of one example: ``(784,)`` for the MLP, ``(28, 28, 1)`` for conv.
       scale_param: ``"softplus"`` (default, stable) or ``"log_var"`` for the posterior scale.
       min_scale: posterior scale floor under ``"softplus"``.
@@ -90,6 +92,7 @@ class Config:
     likelihood: str = "bernoulli"
     kl: str = "analytic"
     beta: float = 1.0
+    kl_warmup_steps: int = 0
     x_shape: tuple[int, ...] = (784,)
     scale_param: str = "softplus"
     min_scale: float = 1e-4
@@ -106,6 +109,7 @@ class Config:
         check_one_of("scale_param", self.scale_param, SCALE_PARAMS)
         check_positive_int("latent_dim", self.latent_dim)
         check_nonnegative("beta", self.beta)
+        check_positive_int("kl_warmup_steps", self.kl_warmup_steps, allow_zero=True)
         check_nonnegative("min_scale", self.min_scale)
         if self.arch == "conv":
             f = 2 ** len(self.conv_channels)
@@ -235,15 +239,23 @@ def _get_x(batch: dict, config: Config) -> jax.Array:
     return check_images(get_entry(batch, "x", f"[B, *{config.x_shape}] in [0, 1]"), config.x_shape)
 
 
-def make_loss_fn(config: Config) -> Callable:
-    """The engine's ``loss_fn(params, model_state, batch, key) -> LossOutput``.
+def kl_weight(config: Config, step: ArrayLike = 0) -> jax.Array:
+    """The KL weight at ``step``: ``beta``, or ``beta * min(1, step / kl_warmup_steps)`` under a warm-up."""
+    if config.kl_warmup_steps == 0:
+        return jnp.asarray(config.beta, jnp.float32)
+    return config.beta * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / config.kl_warmup_steps)
 
-    ``loss = -mean_B(log_px_z - beta * kl)``; metrics (batch means): ``elbo`` (beta = 1), ``log_px_z``, ``kl``.
+
+def make_loss_fn(config: Config) -> Callable:
+    """The engine's ``loss_fn(params, model_state, batch, key, *, step=0) -> LossOutput``.
+
+    ``loss = -mean_B(log_px_z - kl_weight(step) * kl)`` (:func:`kl_weight`; the engine passes the step);
+    metrics (batch means): ``elbo`` (weight 1), ``log_px_z``, ``kl``.
     """
 
-    def loss_fn(params, model_state, batch, key) -> LossOutput:
+    def loss_fn(params, model_state, batch, key, *, step=0) -> LossOutput:
         t, model_state = objective_terms(config, params, model_state, batch, key)
-        return loss_output(elbo(ElboTerms(t.log_px_z, t.kl), beta=config.beta), t, model_state)
+        return loss_output(elbo(ElboTerms(t.log_px_z, t.kl), beta=kl_weight(config, step)), t, model_state)
 
     return loss_fn
 

@@ -10,6 +10,12 @@ A model plugs into the engine by writing one function::
 - ``batch``: a dict of arrays whose leading axis is the (per-step, global) batch.
 - ``key``: the step key, ``jax.random.fold_in(state.key, state.step)``, made by the engine.
 
+A loss that follows a schedule (a KL warm-up, a Concrete temperature) declares a keyword ``step``,
+``loss_fn(params, model_state, batch, key, *, step=0)``: the engine passes ``state.step`` (an int32
+scalar, the number of steps taken before this one; traced, so the schedule must be written in jax,
+e.g. :func:`jaxvae.distributions.concrete.exponential_decay_temperature`). Losses without the keyword
+are called as above.
+
 and, for evaluation, ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``
 (per-example values; the engine reduces them).
 """

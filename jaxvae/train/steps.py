@@ -29,6 +29,7 @@ dtypes) and raise ``ValueError`` on a mismatch instead of silently compiling a n
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "StepFunction",
     "batch_size_of",
     "check_compiler_options",
+    "takes_step",
     "train_step_body",
 ]
 
@@ -321,6 +323,18 @@ def _pmean_floats(tree: PyTree, axis_name: str) -> PyTree:
     return jax.tree.map(lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.inexact) else x, tree)
 
 
+def takes_step(loss_fn: Callable) -> bool:
+    """Whether ``loss_fn`` accepts the keyword ``step`` (see :mod:`jaxvae.train.state`)."""
+    try:
+        params = inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no step
+        return False
+    p = params.get("step")
+    if p is not None:
+        return p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values())
+
+
 def _loss_and_grads(
     loss_fn: LossFn, params, model_state, batch, key, microbatch: int | None, microbatch_mode: str = "scan"
 ):
@@ -411,7 +425,10 @@ def train_step_body(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One update of ``state`` on ``batch`` with step key ``key``, traced (no jit): the body of every
     train step builder (see the module docstring for the skip gate). ``axis_name``: ``pmean`` the
-    gradients, loss, metrics and model state over that mapped axis first."""
+    gradients, loss, metrics and model state over that mapped axis first. A ``loss_fn`` that takes the
+    keyword ``step`` gets ``state.step`` (the number of steps taken before this one)."""
+    if takes_step(loss_fn):
+        loss_fn = functools.partial(loss_fn, step=state.step)
     loss, metrics, new_model_state, grads = _loss_and_grads(
         loss_fn, state.params, state.model_state, batch, key, microbatch, microbatch_mode
     )

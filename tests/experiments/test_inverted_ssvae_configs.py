@@ -29,6 +29,8 @@ RENAMED = {
     "model.x_shape": "model.x_dim",
     "model.scale_param": "model.z_scale_param",
     **{f"model.code.{k}": f"model.{k}" for k in legacy.CODE_FIELDS},
+    "model.temperature_decay_rate": "run.tau_decay_rate",  # the loss follows the schedule with the step
+    "model.temperature_floor": "run.tau_floor",
 }
 # new fields without an old counterpart, and the value the old code used for them
 NEW_ONLY = {"model.min_scale": 1e-5}

@@ -72,14 +72,13 @@ def test_stream_iterator_yields_three_streams_and_resumes():
         "corners": m.corner_labels(),
     }
     dc = DataConfig(batch_labeled=8, batch_unlabeled=8, batch_unfeatured=15)
-    make = lambda: D.StreamIterator(data, dc, with_unfeatured=True, tau_schedule=lambda t: 1.0 / (1 + t))
+    make = lambda: D.StreamIterator(data, dc, with_unfeatured=True)
     it = make()
     b = next(it)
-    assert set(b) == {"x_l", "y_l", "x_u", "y_u", "temperature"} and b["y_u"].shape == (15, 10)
+    assert set(b) == {"x_l", "y_l", "x_u", "y_u"} and b["y_u"].shape == (15, 10)
     np.testing.assert_allclose(b["y_u"][10], m.corner_labels()[0])
     state = it.get_state()
     nxt = next(it)
-    assert nxt["temperature"] == np.float32(0.5)
     again = make()
     again.set_state(json.loads(json.dumps(state)))  # what a checkpoint stores
     for k, v in next(again).items():

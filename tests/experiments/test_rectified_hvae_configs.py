@@ -21,7 +21,7 @@ def as_old_layout(new: dict) -> dict:
     return {
         "model_kind": new["model_kind"],
         "model": model,
-        "vae": new["vae"],
+        "vae": {k: v for k, v in new["vae"].items() if k != "kl_warmup_steps"},
         "optimizer": new["optim"],
         "train": new["train"],
         "data": {

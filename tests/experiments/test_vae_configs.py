@@ -12,8 +12,10 @@ def as_old_layout(new: dict) -> dict:
     binarization used ``static_seed + 1``) and ``eval`` (the IW settings and ``num_images``)."""
     data, iw = new["data"], new["iw"]
     assert data["static_seed"] == data["test_seed"] + 1  # the old rule, kept by every config
+    model = dict(new["model"])
+    assert model.pop("kl_warmup_steps") == 0  # a field added later; 0 is the old behaviour
     return {
-        "model": new["model"],
+        "model": model,
         "optim": new["optim"],
         "train": new["train"],
         "data": {

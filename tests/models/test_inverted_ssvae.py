@@ -471,3 +471,19 @@ def test_demo_mnist5_options_give_finite_loss_and_gradients(overrides):
 def test_bad_demo_mnist5_option_raises_value_error(kw, match):
     with pytest.raises(ValueError, match=match):
         m.Config(**kw)
+
+
+def test_temperature_schedule_follows_the_step_and_a_batch_entry_overrides_it():
+    cfg = dataclasses.replace(SMALL, temperature=1.0, temperature_decay_rate=0.5, temperature_floor=0.2)
+    np.testing.assert_allclose(
+        [float(m.temperature_at(cfg, t)) for t in (0, 1, 2, 10)], [1.0, 0.5, 0.25, 0.2], rtol=1e-6
+    )
+    assert float(m.temperature_at(SMALL, 7)) == SMALL.temperature  # no decay: fixed (the paper)
+    params, batch, key = _params(cfg), _batch(), jax.random.key(3)
+    at_step_2 = m.make_loss_fn(cfg)(params, {}, batch, key, step=2)
+    terms, _ = m.objective_terms(cfg, params, {}, batch, key, temperature=0.25)
+    np.testing.assert_allclose(at_step_2.loss, m.total_loss(cfg, terms)[0], rtol=1e-6)
+    forced = m.make_loss_fn(cfg)(params, {}, {**batch, "temperature": np.float32(0.25)}, key, step=9)
+    np.testing.assert_allclose(forced.loss, at_step_2.loss, rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature_decay_rate"):
+        m.Config(temperature_decay_rate=0.0)

@@ -228,3 +228,24 @@ def test_init_takes_an_int_seed_and_refuses_other_keys():
     jax.tree.map(np.testing.assert_array_equal, a, b)
     with pytest.raises(ValueError, match="`key` must be a PRNG key"):
         vae.init(MLP_CFG, 3.0)
+
+
+def test_kl_warmup_follows_the_step_the_engine_passes():
+    from jaxvae.train.steps import create_train_state, make_train_step
+
+    cfg = dataclasses.replace(MLP_CFG, beta=2.0, kl_warmup_steps=4)
+    assert [float(vae.kl_weight(cfg, t)) for t in (0, 1, 4, 10)] == [0.0, 0.5, 2.0, 2.0]
+    params, ms = vae.init(cfg, 0)
+    x, key = _data(cfg, 8), jax.random.key(1)
+    terms, _ = vae.objective_terms(cfg, params, ms, {"x": x}, key)
+    for t, w in ((0, 0.0), (2, 1.0)):
+        out = vae.make_loss_fn(cfg)(params, ms, {"x": x}, key, step=t)
+        np.testing.assert_allclose(out.loss, -jnp.mean(terms.log_px_z - w * terms.kl), rtol=1e-6)
+    # in the engine (learning rate 0: the parameters stay): the loss of step t weighs the KL by 2 t / 4
+    tx = optax.sgd(0.0)
+    step, state = make_train_step(vae.make_loss_fn(cfg), tx), create_train_state(key, params, ms, tx)
+    for t in range(3):
+        state, m = step(state, {"x": x})
+        np.testing.assert_allclose(m["loss"], -(m["log_px_z"] - 2.0 * min(1.0, t / 4) * m["kl"]), rtol=1e-5)
+    with pytest.raises(ValueError, match="`kl_warmup_steps`"):
+        vae.Config(kl_warmup_steps=-1)

@@ -465,3 +465,35 @@ def test_a_refused_first_batch_does_not_fix_the_expected_shape():
     np.testing.assert_allclose(metrics["loss"], 3.0)
     with pytest.raises(ValueError, match="does not match the batch this step was compiled for"):
         step(state, {"x": np.ones((5, 3), np.float32)})
+
+
+def test_a_loss_that_declares_step_gets_the_state_step():
+    """Schedules have a way in: ``step`` reaches a loss that asks for it, in every step builder."""
+    from jaxvae.train.multi import make_multi_train_step, stack_states
+    from jaxvae.train.steps import takes_step
+
+    seen = []
+
+    def loss(params, model_state, batch, key, *, step=0):
+        weight = jnp.minimum(1.0, step / 4.0)  # a warm-up over 4 steps
+        return LossOutput(weight * jnp.mean(batch["x"] @ params["w"]), {"weight": weight}, model_state)
+
+    tx = optax.sgd(0.0)
+    state = create_train_state(jax.random.key(0), {"w": jnp.ones((3,))}, {}, tx)
+    batch = {"x": np.ones((4, 3), np.float32)}
+    step = make_train_step(loss, tx)
+    for _ in range(6):
+        state, metrics = step(state, batch)
+        seen.append(float(metrics["weight"]))
+    assert seen == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    for mb in (2,):
+        s0 = create_train_state(jax.random.key(0), {"w": jnp.ones((3,))}, {}, tx)
+        s0, _ = make_train_step(loss, tx, microbatch=mb)(s0, batch)
+        _, m = make_train_step(loss, tx, microbatch=mb)(s0, batch)
+        assert float(m["weight"]) == 0.25
+    multi = make_multi_train_step(loss, tx)
+    st = stack_states([create_train_state(jax.random.key(i), {"w": jnp.ones((3,))}, {}, tx) for i in range(2)])
+    for _ in range(3):
+        st, m = multi(st, batch)
+    assert float(m["weight"]) == 0.5
+    assert takes_step(loss) and takes_step(lambda *a, **k: None) and not takes_step(lambda p, ms, b, k: None)

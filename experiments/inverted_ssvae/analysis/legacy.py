@@ -4,7 +4,9 @@
 The model's fields were renamed when ``jaxvae.models.inverted_ssvae`` moved onto the model template:
 ``z_dim -> latent_dim``, ``x_dim -> x_shape = (x_dim,)``, ``z_scale_param`` -> ``scale_param`` (with
 ``min_scale = 1e-5``: ``'softplus_std'`` is ``'softplus'``), and the authors' code's switches moved into
-``code`` (:class:`jaxvae.models.inverted_ssvae.AuthorsCode`). The other sections kept their names.
+``code`` (:class:`jaxvae.models.inverted_ssvae.AuthorsCode`); the Concrete temperature schedule moved from
+``run.tau_decay_rate``/``run.tau_floor`` to ``model.temperature_decay_rate``/``model.temperature_floor``
+(the loss follows it with the step). The other sections kept their names.
 """
 
 from __future__ import annotations
@@ -51,5 +53,8 @@ def upgrade(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"model.z_scale_param {scale!r} has no counterpart; expected one of {sorted(SCALE_PARAMS)}.")
     model["scale_param"], model["min_scale"] = SCALE_PARAMS[scale], MIN_SCALE
     model["code"] = {k: model.pop(k) for k in CODE_FIELDS if k in model}
-    out["model"] = model
+    run = dict(out.get("run", {}))
+    model["temperature_decay_rate"] = run.pop("tau_decay_rate", 1.0)
+    model["temperature_floor"] = run.pop("tau_floor", 0.5)
+    out["model"], out["run"] = model, run
     return out

@@ -83,9 +83,6 @@ class RunConfig:
         (:class:`jaxvae.train.loop.TrainConfig`); the time limit applies per variant.
       classifier_path: cache of the MNIST evaluation classifier (``.npz``), relative to the workdir.
       classifier_epochs, classifier_train_examples: its training.
-      tau_decay_rate, tau_floor: optional Concrete temperature schedule ``max(floor, tau_0 rate^t)`` with
-        ``tau_0 = model.temperature``, passed to the loss as ``batch['temperature']``; rate 1 keeps tau
-        fixed (the paper).
       device_data: keep the training rows on the device and send row indices each step (the multi-step's
         ``tables``/``gather``): the same batches, for accelerator runs of many seeds at batch 10,000.
     """
@@ -100,8 +97,6 @@ class RunConfig:
     classifier_path: str = "mnist_classifier.npz"
     classifier_epochs: int = 3
     classifier_train_examples: int = 60_000
-    tau_decay_rate: float = 1.0
-    tau_floor: float = 0.5
     device_data: bool = False
 
     def __post_init__(self):
@@ -117,9 +112,6 @@ class RunConfig:
             raise ValueError(f"`run.variants` must be non-empty and distinct; got {self.variants!r}.")
         for v in self.variants:
             check_one_of("run.variants", v, VARIANTS)
-        if not 0.0 < self.tau_decay_rate <= 1.0:
-            raise ValueError(f"`run.tau_decay_rate` must lie in (0, 1]; got {self.tau_decay_rate!r}.")
-        check_positive("run.tau_floor", self.tau_floor)
         if self.time_limit_s is not None:
             check_positive("run.time_limit_s", self.time_limit_s)
 
