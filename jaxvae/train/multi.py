@@ -175,7 +175,6 @@ def make_multi_train_step(
     optimizer: optax.GradientTransformation,
     *,
     batch_axes: int | Mapping[str, int | None] | None = None,
-    check_updates: bool = False,
     donate: bool = True,
     jit: bool = True,
     compiler_options: Mapping[str, Any] | None = None,
@@ -190,7 +189,7 @@ def make_multi_train_step(
       optimizer: an ``optax.GradientTransformation`` (each member has its own state of it).
       batch_axes: ``None`` (a batch shared by every member), ``0`` (every entry ``[S, B, ...]``) or a
         dict ``{entry: 0 or None}`` (see the module docstring).
-      check_updates, donate, jit, compiler_options: as for :func:`~jaxvae.train.steps.make_train_step`.
+      donate, jit, compiler_options: as for :func:`~jaxvae.train.steps.make_train_step`.
       tables: arrays kept on the device and passed to every call (not baked into the program), e.g.
         the training set, so that a batch can carry row indices instead of rows.
       gather: ``gather(batch, tables) -> batch``, run inside the compiled step before the members'
@@ -206,7 +205,7 @@ def make_multi_train_step(
 
     def one(member: TrainState, batch):
         key = jax.random.fold_in(member.key, member.step)
-        return train_step_body(loss_fn, optimizer, member, batch, key, check_updates=check_updates)
+        return train_step_body(loss_fn, optimizer, member, batch, key)
 
     return make_multi_step(
         one,

@@ -6,14 +6,15 @@ One step, for state ``s`` and batch ``x``::
     (L, aux), g      = value_and_grad(loss_fn)(s.params, s.model_state, x, k_t)
     ok               = isfinite(L) and isfinite(||g||_2)      # ||g||_2 is logged as 'grad_norm'
     if ok:  u, opt_state' = optimizer.update(g, s.opt_state, s.params);  params' = s.params + u
-    s' = (step + 1, params' if ok else params, model_state' if ok else model_state,
-          opt_state' if ok else opt_state, key, skipped + (0 if ok else 1))
+    ok'              = ok and params', opt_state', model_state' all finite
+    s' = (step + 1, params' if ok' else params, model_state' if ok' else model_state,
+          opt_state' if ok' else opt_state, key, skipped + (0 if ok' else 1))
 
-A non-finite step is never applied: parameters, optimizer state and model state keep their values
-bit for bit, and ``skipped`` counts it. The optimizers of ``make_optimizer`` (``eps > 0``) turn
-finite gradients into finite updates; ``check_updates=True`` also tests the updates (for custom
-optimizers). The state argument is donated (its buffers are reused for the output), so the state
-passed in must not be used again; the returned one replaces it.
+A step whose loss, gradient or applied values are not finite is never applied: parameters,
+optimizer state and model state keep their values bit for bit, and ``skipped`` counts it
+(:func:`jaxvae.train.loop.fit` stops a run after too many in a row). The state argument is donated
+(its buffers are reused for the output), so the state passed in must not be used again; the returned
+one replaces it.
 
 Data parallelism: with ``mesh`` the batch is split over the mesh's (first) axis and the state is
 replicated; XLA inserts the gradient all-reduce. The step key is the same as on one device and the
@@ -309,10 +310,6 @@ def _call_loss(loss_fn: LossFn, params, model_state, batch, key) -> tuple[jax.Ar
     return out.loss, out
 
 
-def _select(ok: jax.Array, new: PyTree, old: PyTree) -> PyTree:
-    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-
-
 def _pmean_floats(tree: PyTree, axis_name: str) -> PyTree:
     """``pmean`` of the floating leaves; other leaves (counters) are already equal on every device.
 
@@ -419,7 +416,6 @@ def train_step_body(
     batch: Any,
     key: PRNGKey,
     axis_name: str | None = None,
-    check_updates: bool = False,
     microbatch: int | None = None,
     microbatch_mode: str = "scan",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -435,21 +431,21 @@ def train_step_body(
     if axis_name is not None:
         grads, loss, metrics, new_model_state = _pmean_floats((grads, loss, metrics, new_model_state), axis_name)
     grad_norm = optax.tree.norm(grads)
-    # The gate is decided before the update, so the update runs (fused, in place) inside one branch
-    # of a conditional and a skipped step costs nothing; an element-wise select over params and
-    # optimizer state instead would add ~60% memory traffic to a small model's step.
+    # Two gates. The first is decided before the update, so a step with a non-finite loss or gradient
+    # costs nothing (the update runs inside one branch of a conditional). The second checks the applied
+    # values (new parameters, optimizer state and model state: one fused reduction over them) and keeps
+    # the old ones if any is non-finite, e.g. an overflow from a huge learning rate or a corrupted state.
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    old = (state.params, state.opt_state, state.model_state)
 
     def apply(_):
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new = (optax.apply_updates(state.params, updates), new_opt_state, new_model_state)
-        if not check_updates:
-            return new + (jnp.array(True),)
-        ok_u = _all_finite(updates)
-        return _select(ok_u, new, (state.params, state.opt_state, state.model_state)) + (ok_u,)
+        ok_new = _all_finite(new)
+        return jax.lax.cond(ok_new, lambda: new, lambda: old) + (ok_new,)
 
     def skip(_):
-        return state.params, state.opt_state, state.model_state, jnp.array(False)
+        return old + (jnp.array(False),)
 
     params, opt_state, model_state, applied = jax.lax.cond(ok, apply, skip, None)
     skipped = state.skipped + jnp.where(applied, 0, 1).astype(state.skipped.dtype)
@@ -492,7 +488,6 @@ def make_train_step(
     mesh: Mesh | None = None,
     donate: bool = True,
     jit: bool = True,
-    check_updates: bool = False,
     compiler_options: Mapping[str, Any] | None = None,
     microbatch: int | None = None,
     microbatch_mode: str = "scan",
@@ -508,10 +503,6 @@ def make_train_step(
       donate: donate the state argument (its buffers are reused; do not touch the old state
       afterwards).
       jit: compile with ``jax.jit`` (``False`` runs eagerly, for debugging).
-      check_updates: also test the optimizer's updates for NaN/inf (one more pass over the
-        parameters and optimizer state). Not needed with :func:`~jaxvae.train.optim.make_optimizer`,
-        whose optimizers (``eps > 0``) map finite gradients to finite updates; set it for custom
-        optimizers that can produce non-finite updates from finite gradients.
       compiler_options: XLA options for this program only (``jax.jit(compiler_options=...)``), e.g.
         ``{"xla_cpu_experimental_ynn_fusion_type": ""}``, which on jaxlib 0.10's XLA:CPU sends the
         matmuls to XLA's own dot emitter instead of YNNPACK (on the project's 2-core CPU: faster
@@ -557,7 +548,6 @@ def make_train_step(
             state,
             batch,
             key,
-            check_updates=check_updates,
             microbatch=microbatch,
             microbatch_mode=microbatch_mode,
         )
@@ -633,7 +623,6 @@ def make_pmap_train_step(
     axis_name: str = "batch",
     donate: bool = True,
     devices: list | None = None,
-    check_updates: bool = False,
 ) -> StepFunction:
     """Build the ``jax.pmap`` form: ``step(replicated_state, batch[n_dev, b, ...])``.
 
@@ -650,7 +639,6 @@ def make_pmap_train_step(
       axis_name: name of the mapped axis used by the collectives.
       donate: donate the replicated state.
       devices: devices to map over (default: all local devices).
-      check_updates: as for :func:`make_train_step`.
 
     Returns:
       A :class:`StepFunction`; state and metrics come back with a leading device axis (use
@@ -666,7 +654,7 @@ def make_pmap_train_step(
     def step(state: TrainState, batch: Any):
         key = jax.random.fold_in(state.key, state.step)
         key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
-        return train_step_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name, check_updates=check_updates)
+        return train_step_body(loss_fn, optimizer, state, batch, key, axis_name=axis_name)
 
     n_dev = len(devices) if devices is not None else jax.local_device_count()
     transform = functools.partial(jax.pmap, axis_name=axis_name, donate_argnums=(0,) if donate else (), devices=devices)

@@ -234,9 +234,11 @@ def _nan_update_optimizer():
     return optax.GradientTransformation(init, update)
 
 
-def test_check_updates_skips_non_finite_updates():
+def test_non_finite_applied_values_are_skipped():
+    """A finite loss and gradient whose update is not finite (an optimizer's NaN, an overflow) is refused
+    on the applied values: the state keeps its values."""
     opt = _nan_update_optimizer()
-    step = make_train_step(noisy_regression_loss, opt, check_updates=True)
+    step = make_train_step(noisy_regression_loss, opt)
     st = _state(opt)
     st, m = step(st, _data())
     before = _host(st)
@@ -497,3 +499,15 @@ def test_a_loss_that_declares_step_gets_the_state_step():
         st, m = multi(st, batch)
     assert float(m["weight"]) == 0.5
     assert takes_step(loss) and takes_step(lambda *a, **k: None) and not takes_step(lambda p, ms, b, k: None)
+
+
+def test_an_update_that_overflows_the_parameters_is_refused():
+    """Adam with lr 3e38: the first update moves the parameters to ~3e38 (finite), every later one would
+    overflow them to inf; the guard refuses those and keeps the parameters finite."""
+    opt = optax.adam(3e38)
+    step = make_train_step(noisy_regression_loss, opt)
+    st = _state(opt)
+    for _ in range(3):
+        st, m = step(st, _data())
+    assert int(st.skipped) == 2
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(st.params))
