@@ -433,8 +433,9 @@ def train_step_body(
     grad_norm = optax.tree.norm(grads)
     # Two gates. The first is decided before the update, so a step with a non-finite loss or gradient
     # costs nothing (the update runs inside one branch of a conditional). The second checks the applied
-    # values (new parameters, optimizer state and model state: one fused reduction over them) and keeps
-    # the old ones if any is non-finite, e.g. an overflow from a huge learning rate or a corrupted state.
+    # values (new parameters, optimizer state and model state: one reduction over them) and selects the
+    # old ones if any is non-finite, e.g. an overflow from a huge learning rate or a corrupted state. An
+    # elementwise select fuses with the update; a conditional here measured slower (it copies the state).
     ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     old = (state.params, state.opt_state, state.model_state)
 
@@ -442,7 +443,7 @@ def train_step_body(
         updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
         new = (optax.apply_updates(state.params, updates), new_opt_state, new_model_state)
         ok_new = _all_finite(new)
-        return jax.lax.cond(ok_new, lambda: new, lambda: old) + (ok_new,)
+        return jax.tree.map(lambda n, o: jnp.where(ok_new, n, o), new, old) + (ok_new,)
 
     def skip(_):
         return old + (jnp.array(False),)
