@@ -20,6 +20,7 @@ _NAMES = {
     "fit": "loop",
     "TrainConfig": "loop",
     "evaluate": "loop",
+    "TrainingDiverged": "loop",
     "create_train_state": "steps",
     "make_train_step": "steps",
     "make_eval_step": "steps",

@@ -72,6 +72,9 @@ class TrainConfig:
         parameters.
       time_limit_s: stop training (with a checkpoint) at the first sync after this many seconds of
         this invocation; ``None``: no limit. For time-boxed jobs (a lent accelerator, a notebook).
+      max_consecutive_skips: stop with :class:`TrainingDiverged` when this many steps in a row were
+        skipped (non-finite loss, gradient or update: the run has diverged and every further step would
+        be skipped too); 0: never stop for that. Any skip is reported when it happens.
     """
 
     num_steps: int = 10_000
@@ -85,9 +88,10 @@ class TrainConfig:
     progress: bool = True
     sync_every: int = 1
     time_limit_s: float | None = None
+    max_consecutive_skips: int = 100
 
     def __post_init__(self):
-        for name in ("num_steps", "eval_every"):
+        for name in ("num_steps", "eval_every", "max_consecutive_skips"):
             check_positive_int(name, getattr(self, name), allow_zero=True)
         for name in ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "sync_every"):
             check_positive_int(name, getattr(self, name))
@@ -98,8 +102,13 @@ class TrainConfig:
             check_positive("time_limit_s", self.time_limit_s)
 
 
+class TrainingDiverged(RuntimeError):
+    """``fit`` stopped: too many consecutive steps were skipped (their loss, gradient or update was not
+    finite). The message says which steps, and which checkpoint holds the last good state."""
+
+
 class _StopFlag:
-    """Set by SIGTERM; read by the loop at step boundaries."""
+    """Set by SIGTERM or SIGINT (Ctrl-C); read by the loop at step boundaries. A second Ctrl-C acts at once."""
 
     def __init__(self):
         self.set = False
@@ -109,6 +118,8 @@ class _StopFlag:
         del frame
         self.set = True
         self.signum = signum
+        if signum == signal.SIGINT:  # the next Ctrl-C interrupts immediately, as usual
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def check_finite_batch(batch: Mapping[str, Any], *, where: str = "batch") -> None:
@@ -176,6 +187,16 @@ class _PrintWriter(_SilentWriter):
     def write_scalars(self, step, scalars):
         body = "  ".join(f"{k}={float(v):.5g}" for k, v in scalars.items())
         self._print(f"[step {int(step)}] {body}")
+
+
+def _ranges(steps: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``'3-5, 9'``."""
+    out, lo = [], steps[0]
+    for a, b in zip(steps, steps[1:] + [None]):
+        if b != a + 1:
+            out.append(f"{lo}-{a}" if a != lo else f"{a}")
+            lo = b
+    return ", ".join(out)
 
 
 def _fetch_replicated(tree: PyTree) -> PyTree:
@@ -441,7 +462,8 @@ def fit(
 
     stop = _StopFlag()
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, stop) if in_main else None
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
+    skipped_so_far, consecutive_skips, skip_start, skip_end = None, 0, None, None
 
     try:
         batch = next(train_iter)
@@ -482,9 +504,35 @@ def fit(
                 # log the partial window, evaluate as at the end of training, save, then stop below
                 log_now = ckpt_now = True
                 eval_now = eval_step is not None
-            for m in fetched:
+            skips_here = []
+            for i, m in enumerate(fetched):
                 for k, v in m.items():
                     window[k] = window.get(k, 0.0) + float(np.asarray(v))
+                if "skipped" in m:  # a cumulative count: compare with the step before
+                    now = int(np.asarray(m["skipped"]))
+                    step_t = t - len(fetched) + 1 + i
+                    if skipped_so_far is not None and now > skipped_so_far:
+                        skips_here.append(step_t)
+                        consecutive_skips, skip_start, skip_end = consecutive_skips + 1, skip_start or step_t, step_t
+                    elif skipped_so_far is not None:
+                        consecutive_skips, skip_start = 0, None
+                    skipped_so_far = now
+            if skips_here:
+                bar.write(
+                    f"warning: step(s) {_ranges(skips_here)} skipped: a non-finite loss, gradient or update was not "
+                    f"applied ({skipped_so_far} skipped in all)."
+                )
+            limit = train.max_consecutive_skips
+            if limit and consecutive_skips >= limit:
+                good = ckpt.last_good_step() if ckpt is not None else None
+                where = f"{ckpt.directory}/{good}" if good is not None else "none (no checkpoint was written)"
+                raise TrainingDiverged(
+                    f"{consecutive_skips} consecutive steps ({skip_start}-{skip_end}) "
+                    "were skipped: their loss, gradient or update was not finite, so the run has diverged and every "
+                    f"further step would be skipped too. The parameters are those before step {skip_start}; the last "
+                    f"checkpoint known good: {where}. Lower the learning rate or clip the gradients, or raise "
+                    "train.max_consecutive_skips."
+                )
             window_steps += len(fetched)
             metrics = fetched[-1]
             bar.update(len(fetched))
@@ -531,8 +579,8 @@ def fit(
                 break
         history["end_step"] = t
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         writer.close()
         bar.close()
         if ckpt is not None:

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -459,3 +460,113 @@ def test_a_changed_setting_refuses_the_resume_naming_it_and_the_step_budget_does
     longer = {**cfg, "train": train_config(6, log_every=3)}  # more steps, another log cadence: a resume
     out, hist = fit(state, step, it, train_config(6, log_every=3), workdir=tmp_path, config=longer)
     assert hist["start_step"] == 3 and int(out.step) == 6
+
+
+# ------------------------------------------------------------------ damaged checkpoints (nothing lost, nothing silent)
+
+
+def _checkpoint_files(step_dir):
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(step_dir) for f in fs if f not in ("commit_success.txt",))
+
+
+def _flip(path, offset_fraction=0.5, n=8):
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        if not data:
+            return False
+        at = min(int(len(data) * offset_fraction), max(0, len(data) - n))
+        for i in range(at, min(at + n, len(data))):
+            data[i] ^= 0xFF
+        f.seek(0)
+        f.write(data)
+    return True
+
+
+def test_a_flipped_byte_anywhere_in_the_latest_checkpoint_never_costs_the_older_one(tmp_path, capsys):
+    """Every file of the newest checkpoint, 8 bytes flipped in turn: the resume either sees it (reports it by
+    path, sets it aside, restores the older intact checkpoint) or it was a file the restore does not read;
+    either way the run ends bitwise where an uninterrupted run ends."""
+    ref, _ = run(tmp_path / "ref", 9)
+    first = tmp_path / "first"
+    run(first, 6)  # checkpoints at 3 and 6
+    files = _checkpoint_files(first / "checkpoints" / "6")
+    assert len(files) >= 8
+    detected = []
+    for i, name in enumerate(files):
+        work = tmp_path / f"case{i}"
+        shutil.copytree(first, work)
+        for frac in (0.0, 0.5, 0.95):
+            _flip(work / os.path.relpath(name, first), frac)
+        capsys.readouterr()
+        out, hist = run(work, 9)
+        printed = capsys.readouterr().out
+        rel = os.path.relpath(name, first / "checkpoints" / "6")
+        assert params_bits(out) == params_bits(ref), rel
+        if hist["start_step"] == 3:
+            assert "checkpoints/6 is damaged" in printed and "newest intact checkpoint" in printed, (rel, printed)
+            assert os.listdir(work / "checkpoints_damaged")
+            detected.append(rel)
+        else:
+            assert hist["start_step"] == 6, rel
+    # the array data, its manifest and every JSON item are among what is caught
+    for must in (f"state{os.sep}d{os.sep}", "state/manifest.ocdbt", "meta/metadata", "config/metadata"):
+        assert any(r.startswith(must.replace("/", os.sep)) for r in detected), (must, detected)
+
+
+def test_an_incomplete_step_directory_is_set_aside_not_a_crash_loop(tmp_path, capsys):
+    ref, _ = run(tmp_path / "ref", 6)
+    work = tmp_path / "work"
+    run(work, 3)
+    os.makedirs(work / "checkpoints" / "6")  # an empty step directory, e.g. a save cut by a full disk
+    out, hist = run(work, 6)  # reaches step 6 and saves it
+    assert "checkpoints/6 is damaged (incomplete" in capsys.readouterr().out
+    assert int(out.step) == 6 and params_bits(out) == params_bits(ref)
+    out, hist = run(work, 6)  # and again: no "checkpoint for step 6 already exists"
+    assert hist["start_step"] == 6
+
+
+def test_a_diverged_run_stops_with_what_happened_and_the_last_good_checkpoint(tmp_path, capsys):
+    """SGD with a huge learning rate: the first steps blow up, every later update is refused; fit says so
+    as it happens and stops after max_consecutive_skips, naming the last good checkpoint."""
+    from jaxvae.train.loop import TrainingDiverged
+
+    state, _, it = toy_setup()
+    tx = make_optimizer(OptimizerConfig(name="sgd", learning_rate=1e30))
+    step = make_train_step(toy_loss, tx)
+    train = train_config(200, max_consecutive_skips=5, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match=r"5 consecutive steps \(\d+-\d+\) were skipped(.|\n)*checkpoints/\d+"):
+        fit(state, step, it, train, workdir=tmp_path, config={"model": {"d": D}})
+    out = capsys.readouterr().out
+    assert "warning: step(s)" in out and "skipped" in out
+    ckpt_steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+    assert ckpt_steps and ckpt_steps[-1] < 200  # stopped long before the budget
+    with pytest.raises(ValueError, match="`max_consecutive_skips`"):
+        TrainConfig(max_consecutive_skips=-1)
+
+
+def test_ctrl_c_checkpoints_and_returns_like_sigterm(tmp_path):
+    """SIGINT at a step boundary: the loop saves and returns (preempted), a re-run resumes exactly."""
+    ref, _ = run(tmp_path / "ref", 9)
+    calls = {"n": 0}
+
+    class Interrupt:
+        def __init__(self, it):
+            self.it = it
+
+        def __next__(self):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+            return next(self.it)
+
+        def get_state(self):
+            return self.it.get_state()
+
+        def set_state(self, s):
+            self.it.set_state(s)
+
+    out, hist = run(tmp_path / "w", 9, iter_wrapper=Interrupt)
+    assert hist["preempted"] and hist["end_step"] < 9
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored after fit
+    out, hist = run(tmp_path / "w", 9)
+    assert params_bits(out) == params_bits(ref)
