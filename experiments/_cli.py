@@ -47,10 +47,18 @@ def load_config(path: str | os.PathLike) -> Any:
     name = "_jaxvae_config_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise ConfigError(f"--config: {path!r} line {e.lineno}: {e.msg}.") from None
+    except Exception as e:  # an import or a value the config module itself gets wrong
+        raise ConfigError(f"--config: loading {path!r} failed: {type(e).__name__}: {e}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config: {path!r} defines no get_config().")
-    cfg = module.get_config()
+    try:
+        cfg = module.get_config()
+    except (TypeError, ValueError) as e:  # e.g. a Config's own validation
+        raise ConfigError(f"--config: get_config() in {path!r} failed: {e}") from None
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise ConfigError(
             f"--config: get_config() in {path!r} must return a dataclass instance; got {type(cfg).__name__}."
@@ -192,11 +200,23 @@ def parse_args(argv: Sequence[str] | None = None, *, description: str | None = N
     return p.parse_args(argv)
 
 
-def parse(argv: Sequence[str] | None = None, *, description: str | None = None) -> tuple[Any, str]:
-    """Parse the command line into ``(config, workdir)``; a bad config/override exits with status 2."""
+def parse(
+    argv: Sequence[str] | None = None, *, description: str | None = None, expected: type | None = None
+) -> tuple[Any, str]:
+    """Parse the command line into ``(config, workdir)``; a bad config or override prints one ``error:``
+    line naming the file or field and exits with status 2.
+
+    Args:
+      expected: the experiment's config class; a config module of another experiment is refused.
+    """
     args = parse_args(argv, description=description)
     try:
         cfg = apply_overrides(load_config(args.config), args.overrides)
+        if expected is not None and not isinstance(cfg, expected):
+            raise ConfigError(
+                f"--config: {args.config!r} is a config of {type(cfg).__module__}, not of this experiment "
+                f"({expected.__module__}): use one of this experiment's configs."
+            )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -7,7 +7,12 @@
   ``log_weight_fn``, with its standard error and time.
 - :func:`provenance`: command, commit, machine, date and versions of a run, for its results file.
 - :func:`write_results` / :func:`read_results`: a results file written atomically (a temporary file,
-  then ``os.replace``), so an interrupted run never leaves a half-written one.
+  then ``os.replace``), so an interrupted run never leaves a half-written one; a damaged one is set
+  aside, not fatal.
+- :func:`claim_workdir`: a work dir belongs to one experiment (``experiment.json``); another
+  experiment's job refuses it instead of overwriting its results.
+- :func:`run_main`: the command line of every experiment: parse, claim the work dir, run, and turn
+  failures into one ``error:`` line and a preemption into its exit status.
 
 Results a README quotes are stored as JSON under ``experiments/<paper>/results/`` with this
 provenance (command, commit, machine, date, seeds).
@@ -30,6 +35,8 @@ from jaxvae.config import check_one_of, check_positive_int, config_to_dict
 
 __all__ = [
     "IWEval",
+    "claim_workdir",
+    "run_main",
     "MnistData",
     "config_to_dict",
     "git_commit",
@@ -220,16 +227,91 @@ def write_results(path: str | os.PathLike, results: Mapping[str, Any], **meta: A
 
 
 def read_results(path: str | os.PathLike) -> dict | None:
-    """A results file's contents; None when it does not exist.
+    """A results file's contents; None when it does not exist or is damaged.
 
-    Raises:
-      ValueError: naming the file, when it exists but is not valid JSON (delete or move it to rerun).
+    A damaged file (not valid JSON, e.g. cut by a full disk) is reported by path and moved aside to
+    ``<path>.damaged-<time>``, so the job recomputes and rewrites it instead of failing on every rerun.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a valid results file ({e}); move it aside to recompute it.") from None
+            out = json.load(f)
+        if not isinstance(out, dict):
+            raise ValueError(f"a {type(out).__name__}, not an object")
+        return out
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        aside, n = f"{path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}", 1
+        while os.path.exists(aside):
+            aside, n = f"{aside.rsplit('~', 1)[0]}~{n}", n + 1
+        os.replace(path, aside)
+        print(f"warning: {path} is not a valid results file ({e}); moved to {aside}, recomputing it.", flush=True)
+        return None
+
+
+OWNER_FILE = "experiment.json"
+
+
+def claim_workdir(workdir: str | os.PathLike, experiment: str) -> str:
+    """Create ``workdir`` if needed and record that it belongs to ``experiment`` (``experiment.json``).
+
+    Raises:
+      ValueError: naming the path, when it is a file, cannot be written, or belongs to another experiment.
+    """
+    workdir = os.fspath(workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir {workdir} is a file; give a directory.")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--workdir {workdir} cannot be created: {e.strerror}.") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ValueError(f"--workdir {workdir} is not writable.")
+    owner_path = os.path.join(workdir, OWNER_FILE)
+    owner = None
+    if os.path.exists(owner_path):
+        try:
+            with open(owner_path, encoding="utf-8") as f:
+                owner = json.load(f).get("experiment")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            owner = None  # damaged: claimed again below
+    if owner is not None and owner != experiment:
+        raise ValueError(
+            f"--workdir {workdir} belongs to the experiment {owner!r} ({owner_path}); this is {experiment!r}: "
+            "use another work dir."
+        )
+    if owner is None:
+        tmp = f"{owner_path}.tmp.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"experiment": experiment}, f)
+        os.replace(tmp, owner_path)
+    return workdir
+
+
+def run_main(run, argv, *, experiment: str, expected: type, description: str | None = None) -> dict:
+    """An experiment's command line: ``run(config, workdir) -> results`` with the shared behaviour.
+
+    A bad ``--config`` or ``--set`` prints one ``error:`` line and exits with status 2; a work dir that is
+    a file, unwritable or another experiment's, and a ``ValueError``/``OSError`` of the run (bad data, a
+    checkpoint of another run, ...) print one ``error:`` line and exit with status 1; a run stopped by a
+    signal (``results["preempted"]``, checkpoint saved) exits with ``128 + signal`` (143 for SIGTERM,
+    130 for Ctrl-C): re-running the same command resumes.
+    """
+    from experiments import _cli
+
+    cfg, workdir = _cli.parse(argv, description=description, expected=expected)
+    try:
+        claim_workdir(workdir, experiment)
+        results = run(cfg, workdir)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if isinstance(results, dict) and results.get("preempted"):
+        print(
+            f"stopped by signal {results.get('signal')} at step {results.get('step')}; checkpoint saved: re-run the "
+            "same command to resume.",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + int(results.get("signal") or 15))
+    return results

@@ -23,8 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import _cli
-from experiments._common import write_results
+from experiments._common import run_main, write_results
 from experiments.inverted_ssvae import classifier
 from experiments.inverted_ssvae.analysis.figure import save_decoded_onehots
 from experiments.inverted_ssvae.configs import ExperimentConfig
@@ -92,6 +91,8 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True, command=N
             cfg, model_cfg, datas, data_cfgs, os.path.join(workdir, name), progress=progress
         )
         train_s = time.time() - t0
+        if history["preempted"]:  # checkpoint saved; the same command resumes this variant
+            return {"preempted": True, "variant": name, "step": history["end_step"], "signal": history.get("signal")}
         if streams[0].z_u is not None:  # one fixed set shared by the seeds, or (data.per_seed) one per seed
             fixed = [st.z_u[: len(d["corners"])].tolist() for st, d in zip(streams, datas)]
             results.setdefault("fixed_unfeatured_z", {})[name] = fixed if cfg.data.per_seed else fixed[0]
@@ -134,8 +135,14 @@ def run(cfg: ExperimentConfig, workdir: str, *, progress: bool = True, command=N
 
 def main(argv=None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg, workdir = _cli.parse(argv, description=__doc__.split("\n")[0])
-    return run(cfg, workdir, command=["python", "-m", "experiments.inverted_ssvae.main", *argv])
+    command = ["python", "-m", "experiments.inverted_ssvae.main", *argv]
+    return run_main(
+        lambda cfg, workdir: run(cfg, workdir, command=command),
+        argv,
+        experiment="inverted_ssvae",
+        expected=ExperimentConfig,
+        description=__doc__.split("\n")[0],
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,13 @@ import sys
 import jax
 import numpy as np
 
-from experiments import _cli
-from experiments._common import iw_nll, load_binarized_mnist, read_results, write_results
+from experiments._common import iw_nll, load_binarized_mnist, read_results, run_main, write_results
 from experiments.rectified_hvae.configs import ExperimentConfig, resolve
 from experiments.rectified_hvae.evaluate import Model, elbo_on, layer_statistics, write_figures
 from jaxvae.data.loader import BatchIterator
 from jaxvae.train.loop import fit
 from jaxvae.train.optim import make_optimizer
 from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step
-
-PREEMPTED_EXIT_CODE = 143
 
 
 def run(cfg: ExperimentConfig, workdir: str) -> dict:
@@ -54,8 +51,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         image_fn=lambda st, k: {"samples": model.samples(st.params, st.model_state, k, 64)},
     )
     if history["preempted"]:
-        print("preempted: checkpoint saved; re-run the same command to resume.", flush=True)
-        raise SystemExit(PREEMPTED_EXIT_CODE)
+        return {"preempted": True, "step": history["end_step"], "signal": history.get("signal")}
     path = os.path.join(workdir, "results.json")
     previous = read_results(path) or {}
     results = {
@@ -101,8 +97,10 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    cfg, workdir = _cli.parse(argv if argv is not None else sys.argv[1:], description=__doc__.split("\n")[0])
-    return run(cfg, workdir)
+    argv = sys.argv[1:] if argv is None else argv
+    return run_main(
+        run, argv, experiment="rectified_hvae", expected=ExperimentConfig, description=__doc__.split("\n")[0]
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,13 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments import _cli
-from experiments._common import config_to_dict, iw_nll, load_binarized_mnist, read_results, write_results
+from experiments._common import config_to_dict, iw_nll, load_binarized_mnist, read_results, run_main, write_results
 from experiments.vae.configs import ExperimentConfig
 from jaxvae.data.loader import BatchIterator
 from jaxvae.models import vae
 from jaxvae.train.loop import fit
 from jaxvae.train.optim import make_optimizer
 from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step
-
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by the scheduler, resumable"
 
 
 def image_fn(cfg: ExperimentConfig, x_fixed: np.ndarray):
@@ -64,7 +61,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
     )
     step = int(jax.device_get(state.step))
     if history["preempted"]:
-        return {"preempted": True, "step": step}
+        return {"preempted": True, "step": step, "signal": history.get("signal")}
     final = history["eval"][-1]
     results: dict[str, Any] = {
         "step": step,
@@ -99,19 +96,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict[str, Any]:
 
 
 def main(argv=None) -> dict[str, Any]:
-    cfg, workdir = _cli.parse(argv if argv is not None else sys.argv[1:], description=__doc__.split("\n")[0])
-    try:
-        results = run(cfg, workdir)
-    except ValueError as e:  # bad data, a different model in the workdir, ...: say it plainly
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    if results.get("preempted"):
-        print(
-            f"preempted at step {results['step']}; checkpoint saved. Re-run the same command to resume.",
-            file=sys.stderr,
-        )
-        raise SystemExit(PREEMPTED_EXIT_CODE)
-    return results
+    argv = sys.argv[1:] if argv is None else argv
+    return run_main(run, argv, experiment="vae", expected=ExperimentConfig, description=__doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

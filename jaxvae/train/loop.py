@@ -12,7 +12,8 @@ everything around it:
   loop's bookkeeping) is refused with an error saying what differs. ``resume`` sets the policy
   ("auto", "never", "must"); ``workdir=None`` trains in memory and writes nothing.
 - **Preemption.** SIGTERM sets a flag; at the next sync the loop saves a checkpoint, closes the
-  writers and returns with ``history["preempted"] = True``. On several hosts the processes agree at
+  writers and returns with ``history["preempted"] = True`` (and ``history["signal"]``); Ctrl-C (SIGINT)
+  does the same. On several hosts the processes agree at
   every sync (a tiny all-gather of the stop and time-limit flags), so a signal that reaches only one
   host still stops all of them at the same step; Orbax's save is collective and would otherwise hang.
 - **Evaluation** every ``eval_every`` steps and at the end over the whole ``eval_data``, each example
@@ -570,6 +571,7 @@ def fit(
                 tic = time.perf_counter()  # evaluation and saving stay out of the throughput
             if stop_now:
                 history["preempted"] = True
+                history["signal"] = stop.signum
                 why = f"signal {stop.signum} received" if stop.signum else "stop signal received by another process"
                 saved = "checkpoint saved" if ckpt is not None else "in memory, nothing saved"
                 bar.write(f"{why}: stopped at step {t} ({saved}); re-run the same command to resume.")
