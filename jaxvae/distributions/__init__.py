@@ -4,6 +4,14 @@ Elementwise distributions (``Normal``, ``Bernoulli``, ``RectifiedNormal``) have 
 ``log_prob`` keeps the input shape. Vector-valued ones (``Categorical``, ``Concrete``,
 ``MixtureNormal``) reduce over the last axis. The mixture-KL estimator family lives in
 :mod:`jaxvae.distributions.mixture_kl`.
+
+**What is checked.** The classes validate their parameters and their ``log_prob`` inputs (NaN, off the
+support, off the simplex, shapes that do not broadcast) with a ``ValueError`` naming the argument,
+whenever the values are concrete (eager calls; under ``jit``/``vmap``/``grad`` only the static shape
+checks run). The plain functions (``normal_log_prob``, ``bernoulli_log_prob``, ``mixture_log_prob``,
+``concrete_log_prob_log_sample``, ``discretized_logistic_mixture_log_prob``, ``kl_normal_std``) are the
+fast paths the models call inside compiled steps and check no values: ``normal_log_prob(x, 0, -1)`` is
+NaN and ``bernoulli_log_prob(2, l)`` is a number; build the class to get the checks.
 """
 
 from jaxvae.distributions import mixture_kl

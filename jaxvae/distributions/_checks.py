@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -25,6 +26,24 @@ def should_validate(*xs: Any) -> bool:
     ``object()`` sentinels); validation in ``__post_init__`` is skipped for those.
     """
     return all(isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) for x in xs)
+
+
+def arrays_from_sequences(obj: Any, *names: str) -> None:
+    """Turn the fields ``names`` of a frozen dataclass that are Python lists or tuples into arrays.
+
+    ``Normal([0.0], [1.0])`` then holds arrays like ``Normal(jnp.array([0.0]), ...)`` and its values are
+    validated the same way (a list would otherwise skip validation and fail later inside ``jnp``).
+    """
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, (list, tuple)):
+            try:
+                arr = jnp.asarray(value)
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"`{name}` must be an array or a (nested) list of numbers; got {value!r} ({e})."
+                ) from None
+            object.__setattr__(obj, name, arr)
 
 
 def _host(x: Any) -> np.ndarray | None:
@@ -52,6 +71,36 @@ def check_positive(name: str, x: Any) -> None:
         raise ValueError(f"`{name}` must be > 0 everywhere; got minimum {a.min()!r}.")
 
 
+def check_not_nan(name: str, x: Any) -> None:
+    """Raise ``ValueError`` if concrete ``x`` holds NaN (a log-density of NaN would be a silent NaN)."""
+    a = _host(x)
+    if a is not None and a.dtype.kind in "fc" and np.isnan(a).any():
+        raise ValueError(f"`{name}` holds {int(np.isnan(a).sum())} NaN value(s) of {a.size}.")
+
+
+def check_nonnegative(name: str, x: Any) -> None:
+    """Raise ``ValueError`` if concrete ``x`` holds NaN or a value below 0."""
+    check_not_nan(name, x)
+    a = _host(x)
+    if a is not None and a.size and a.min() < 0:
+        raise ValueError(f"`{name}` must be >= 0 (the support); got minimum {a.min()!r}.")
+
+
+def check_simplex(name: str, y: Any, *, atol: float = 1e-4) -> None:
+    """Raise ``ValueError`` if concrete ``y [..., C]`` leaves the simplex: NaN, an entry < 0, or a sum over
+    the last axis off 1 by more than ``atol`` (float32 sums of C entries are within ~C * 1e-7)."""
+    check_nonnegative(name, y)
+    a = _host(y)
+    if a is None or not a.size:
+        return
+    err = np.abs(a.sum(axis=-1, dtype=np.float64) - 1.0)
+    if err.max() > atol:
+        raise ValueError(
+            f"`{name}` must lie on the simplex (entries >= 0 summing to 1 over the last axis); "
+            f"got a sum off by up to {err.max():.3g}."
+        )
+
+
 def check_probability(name: str, x: Any, *, open_interval: bool = False) -> None:
     """Raise ``ValueError`` if concrete ``x`` leaves [0, 1] (or (0, 1) with ``open_interval``)."""
     check_finite(name, x)
@@ -72,6 +121,16 @@ def broadcast_shapes(**named: Any) -> tuple[int, ...]:
     except ValueError:
         desc = ", ".join(f"`{k}` {s}" for k, s in shapes.items())
         raise ValueError(f"shapes do not broadcast: {desc}.") from None
+
+
+def broadcast_batch(q: Any, p: Any) -> tuple[int, ...]:
+    """The broadcast of two distributions' ``batch_shape``; the error names both (for the pairwise KLs)."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(q.batch_shape), tuple(p.batch_shape)))
+    except ValueError:
+        raise ValueError(
+            f"batch shapes do not broadcast: `q` {tuple(q.batch_shape)}, `p` {tuple(p.batch_shape)}."
+        ) from None
 
 
 def check_rank_at_least(name: str, x: Any, rank: int, what: str = "") -> None:

@@ -27,7 +27,8 @@ def bernoulli_log_prob(x: ArrayLike, logits: ArrayLike) -> jax.Array:
     several times cheaper on a CPU than two ``log_sigmoid`` calls (1.8 vs 8.1 ms for [1024, 784] logits,
     ``benchmarks/cpu_tuning.py``), the models' hot spot. The gradient in ``l`` is ``x - sigmoid(l)``.
     For ``x`` in [0, 1] (not only {0, 1}) this is the negative binary cross-entropy, the form used
-    for grey-scale data.
+    for grey-scale data. Checks no values (a fast path for compiled code): ``x`` outside [0, 1] gives a
+    number, not an error; :meth:`Bernoulli.log_prob` checks it.
 
     Args:
       x: observations, broadcastable with ``logits``.
@@ -61,6 +62,7 @@ class Bernoulli:
     logits: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "logits")
         if not _checks.should_validate(self.logits):
             return
         _checks.check_finite("logits", self.logits)
@@ -118,8 +120,12 @@ def kl_bernoulli_bernoulli(q: Bernoulli, p: Bernoulli) -> jax.Array:
 
     Returns:
       Array of shape ``broadcast(q.batch_shape, p.batch_shape)``.
+
+    Raises:
+      ValueError: if the batch shapes do not broadcast (naming both).
     """
-    lq, lp = q.logits, p.logits
+    shape = _checks.broadcast_batch(q, p)
+    lq, lp = jnp.broadcast_to(q.logits, shape), jnp.broadcast_to(p.logits, shape)
     q1 = jax.nn.sigmoid(lq)
     q0 = jax.nn.sigmoid(-lq)
     d1 = jax.nn.log_sigmoid(lq) - jax.nn.log_sigmoid(lp)

@@ -48,6 +48,7 @@ class Categorical:
     logits: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "logits")
         if not _checks.should_validate(self.logits):
             return
         _checks.check_rank_at_least("logits", self.logits, 1, "the last axis holds the C classes")

@@ -57,6 +57,8 @@ def concrete_log_prob_log_sample(log_y: ArrayLike, logits: ArrayLike, temperatur
 
     Returns:
       Array of shape ``broadcast(log_y.shape, logits.shape)[:-1]`` (broadcast with ``temperature``).
+
+    Checks no values (a fast path for compiled code): use :class:`Concrete` for checked input.
     """
     log_y = jnp.asarray(log_y)
     logits = jnp.asarray(logits)
@@ -93,6 +95,7 @@ class Concrete:
     temperature: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "logits", "temperature")
         if not _checks.should_validate(self.logits, self.temperature):
             return
         _checks.check_rank_at_least("logits", self.logits, 1, "the last axis holds the C classes")
@@ -168,12 +171,16 @@ class Concrete:
         The support is the open simplex: a point with an entry ``<= 0`` (e.g. a sample whose entry
         underflowed to 0) scores ``-inf``, with a zero gradient. (The formula itself would give
         ``inf - inf = NaN`` there, since ``log y_i = -inf`` enters both sums.) Prefer
-        :meth:`log_prob_log_sample` for samples drawn at low temperature.
+        :meth:`log_prob_log_sample` for samples drawn at low temperature. Eagerly, a ``y`` off the
+        simplex (NaN, a negative entry, a sum off 1 by more than 1e-4) is an error; under ``jit`` only
+        entries ``<= 0`` are detected (``-inf``) and the sum is not checked.
 
         Raises:
-          ValueError: (eagerly) if the last axis of ``y`` is not ``C`` or the shapes do not broadcast.
+          ValueError: if the last axis of ``y`` is not ``C`` or the shapes do not broadcast; (eagerly) if
+            concrete ``y`` is off the simplex.
         """
         self._check_event("y", y)
+        _checks.check_simplex("y", y)
         y = jnp.asarray(y)
         inside = y > 0
         log_y = jnp.where(inside, jnp.log(jnp.where(inside, y, 1.0)), 0.0)  # double where: no NaN gradient
@@ -191,6 +198,7 @@ class Concrete:
           :func:`concrete_log_prob_log_sample`.
         """
         self._check_event("log_y", log_y)
+        _checks.check_not_nan("log_y", log_y)
         return concrete_log_prob_log_sample(log_y, self.logits, self.temperature)
 
     def sample_and_log_prob(self, key: PRNGKey, sample_shape: Shape = ()) -> tuple[jax.Array, jax.Array]:

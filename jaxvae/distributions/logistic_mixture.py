@@ -62,7 +62,10 @@ def _log_one_minus_exp_neg(delta: jax.Array, log_delta: jax.Array) -> jax.Array:
 
 
 def logistic_bin_log_prob(x: ArrayLike, mean: ArrayLike, log_scale: ArrayLike, *, num_bins: int = 256) -> jax.Array:
-    """Elementwise log-probability of the bin at ``x`` under one discretised logistic (broadcasting)."""
+    """Elementwise log-probability of the bin at ``x`` under one discretised logistic (broadcasting).
+
+    Checks no values (a fast path for compiled code): use the class for checked input.
+    """
     h = 1.0 / (num_bins - 1)
     x, mean, log_scale = jnp.asarray(x), jnp.asarray(mean), jnp.asarray(log_scale)
     log_scale = jnp.maximum(log_scale, MIN_LOG_SCALE)
@@ -81,7 +84,10 @@ def logistic_bin_log_prob(x: ArrayLike, mean: ArrayLike, log_scale: ArrayLike, *
 def discretized_logistic_mixture_log_prob(
     x: ArrayLike, logit_probs: ArrayLike, means: ArrayLike, log_scales: ArrayLike, *, num_bins: int = 256
 ) -> jax.Array:
-    r"""``[...]``: :math:`\log \sum_k \pi_k P_k(x)` for ``x [...]`` and parameters ``[..., K]``."""
+    r"""``[...]``: :math:`\log \sum_k \pi_k P_k(x)` for ``x [...]`` and parameters ``[..., K]``.
+
+    Checks no values (a fast path for compiled code): use the class for checked input.
+    """
     xk = jnp.asarray(x)[..., None]
     n = max(xk.ndim, jnp.ndim(logit_probs), jnp.ndim(means), jnp.ndim(log_scales))
     comp = logistic_bin_log_prob(lead(xk, n), lead(means, n), lead(log_scales, n), num_bins=num_bins)
@@ -129,6 +135,7 @@ class DiscretizedLogisticMixture:
     def __post_init__(self):
         if not isinstance(self.num_bins, int) or self.num_bins < 2:
             raise ValueError(f"`num_bins` must be an int >= 2; got {self.num_bins!r}.")
+        _checks.arrays_from_sequences(self, "logit_probs", "means", "log_scales")
         if not _checks.should_validate(self.logit_probs, self.means, self.log_scales):
             return
         for name, a in (("logit_probs", self.logit_probs), ("means", self.means), ("log_scales", self.log_scales)):

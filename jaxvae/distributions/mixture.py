@@ -42,6 +42,8 @@ def mixture_log_prob(x: ArrayLike, logits: ArrayLike, loc: ArrayLike, scale: Arr
 
     Returns:
       ``[...]``: :math:`\log \sum_c \pi_c \prod_d N(x_d; \mu_{cd}, \sigma_{cd}^2)`.
+
+    Checks no values (a fast path for compiled code): use :class:`MixtureNormal` for checked input.
     """
     comp = component_log_prob(x, loc, scale)  # [..., C]
     log_w = jax.nn.log_softmax(logits, axis=-1)
@@ -50,7 +52,10 @@ def mixture_log_prob(x: ArrayLike, logits: ArrayLike, loc: ArrayLike, scale: Arr
 
 
 def component_log_prob(x: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> jax.Array:
-    """``[..., C]`` log-densities of ``x [..., D]`` under each of the ``C`` diagonal Gaussians."""
+    """``[..., C]`` log-densities of ``x [..., D]`` under each of the ``C`` diagonal Gaussians.
+
+    Checks no values (a fast path for compiled code): use the class for checked input.
+    """
     x = jnp.asarray(x)[..., None, :]  # [..., 1, D]
     n = max(x.ndim, jnp.ndim(loc), jnp.ndim(scale))
     return jnp.sum(normal_log_prob(lead(x, n), lead(loc, n), lead(scale, n)), axis=-1)
@@ -77,6 +82,7 @@ class MixtureNormal:
     scale: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "logits", "loc", "scale")
         if not _checks.should_validate(self.logits, self.loc, self.scale):
             return
         _checks.check_rank_at_least("logits", self.logits, 1, "[..., C]")
@@ -141,9 +147,14 @@ class MixtureNormal:
 
     # --------------------------------------------------------------- density
     def log_prob(self, x: ArrayLike) -> jax.Array:
-        """Log-density of ``x [..., D]``; returns ``broadcast(x.shape[:-1], batch_shape)``."""
+        """Log-density of ``x [..., D]``; returns ``broadcast(x.shape[:-1], batch_shape)``.
+
+        Raises:
+          ValueError: if ``x`` does not end in ``D``, or (eagerly) if concrete ``x`` holds NaN.
+        """
         if jnp.shape(x)[-1:] != (self.event_size,):
             raise ValueError(f"`x` must end in the event size D = {self.event_size}; got shape {jnp.shape(x)}.")
+        _checks.check_not_nan("x", x)
         return mixture_log_prob(x, self.logits, self.loc, self.scale)
 
     def component_log_prob(self, x: ArrayLike) -> jax.Array:

@@ -24,14 +24,20 @@ def _broadcast(*arrays: ArrayLike) -> list[jax.Array]:
 
 
 def normal_log_prob(x: ArrayLike, loc: ArrayLike, scale: ArrayLike) -> jax.Array:
-    r"""Elementwise :math:`\log N(x; \mu, \sigma^2) = -\tfrac12 ((x-\mu)/\sigma)^2 - \log\sigma - \tfrac12\log 2\pi`."""
+    r"""Elementwise :math:`\log N(x; \mu, \sigma^2) = -\tfrac12 ((x-\mu)/\sigma)^2 - \log\sigma - \tfrac12\log 2\pi`.
+
+    Checks no values (a fast path for compiled code): use the class for checked input.
+    """
     x, loc, scale = _broadcast(x, loc, scale)
     z = (x - loc) / scale
     return -0.5 * jnp.square(z) - jnp.log(scale) - HALF_LOG_2PI
 
 
 def normal_log_prob_logvar(x: ArrayLike, loc: ArrayLike, log_var: ArrayLike) -> jax.Array:
-    """Elementwise Normal log-density parameterised by ``log_var = log sigma^2`` (no exp/log round trip)."""
+    """Elementwise Normal log-density parameterised by ``log_var = log sigma^2`` (no exp/log round trip).
+
+    Checks no values (a fast path for compiled code): use the class for checked input.
+    """
     x, loc, log_var = _broadcast(x, loc, log_var)
     return -0.5 * (jnp.square(x - loc) * jnp.exp(-log_var) + log_var) - HALF_LOG_2PI
 
@@ -54,6 +60,7 @@ class Normal:
     scale: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "loc", "scale")
         if not _checks.should_validate(self.loc, self.scale):
             return
         _checks.broadcast_shapes(loc=self.loc, scale=self.scale)
@@ -73,7 +80,13 @@ class Normal:
         return jnp.broadcast_to(self.loc, shape) + jnp.broadcast_to(self.scale, shape) * eps
 
     def log_prob(self, x: ArrayLike) -> jax.Array:
-        """Elementwise log-density, shape ``broadcast(x.shape, batch_shape)``."""
+        """Elementwise log-density, shape ``broadcast(x.shape, batch_shape)``.
+
+        Raises:
+          ValueError: (eagerly) if concrete ``x`` holds NaN or the shapes do not broadcast.
+        """
+        _checks.broadcast_shapes(x=x, **{"loc/scale": jnp.empty(self.batch_shape, jnp.bool_)})
+        _checks.check_not_nan("x", x)
         return normal_log_prob(x, self.loc, self.scale)
 
     def mean(self) -> jax.Array:
@@ -97,15 +110,20 @@ def kl_normal_normal(q: Normal, p: Normal) -> jax.Array:
 
     Returns:
       Array of shape ``broadcast(q.batch_shape, p.batch_shape)``.
+
+    Raises:
+      ValueError: if the batch shapes do not broadcast (naming both).
     """
-    ratio = jnp.square(q.scale / p.scale)
-    diff = (q.loc - p.loc) / p.scale
+    shape = _checks.broadcast_batch(q, p)
+    qs, ps = jnp.broadcast_to(q.scale, shape), jnp.broadcast_to(p.scale, shape)
+    ratio = jnp.square(qs / ps)
+    diff = (jnp.broadcast_to(q.loc, shape) - jnp.broadcast_to(p.loc, shape)) / ps
     return 0.5 * (ratio - 1.0 - jnp.log(ratio)) + 0.5 * jnp.square(diff)
 
 
 def kl_normal_std(loc: ArrayLike, log_var: ArrayLike) -> jax.Array:
     r"""Elementwise :math:`KL(N(\mu, e^{v}) \| N(0, 1)) = \tfrac12(e^{v} + \mu^2 - 1 - v)`.
 
-    The encoder-friendly form used by the VAEs (``log_var`` straight from the network).
+    The encoder-friendly form used by the VAEs (``log_var`` straight from the network). Checks no values.
     """
     return 0.5 * (jnp.exp(log_var) + jnp.square(loc) - 1.0 - log_var)

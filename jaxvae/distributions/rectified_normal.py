@@ -21,7 +21,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import ArrayLike
 
 from jaxvae.distributions import _checks, _math
@@ -47,6 +46,7 @@ class RectifiedNormal:
     scale: jax.Array
 
     def __post_init__(self):
+        _checks.arrays_from_sequences(self, "loc", "scale")
         if not _checks.should_validate(self.loc, self.scale):
             return
         _checks.broadcast_shapes(loc=self.loc, scale=self.scale)
@@ -80,14 +80,18 @@ class RectifiedNormal:
     def log_prob(self, z: ArrayLike) -> jax.Array:
         """Log-density on the mixed measure: ``log Phi(-a)`` at 0, ``log N(z)`` above, ``-inf`` below.
 
+        Under ``jit`` a ``z < 0`` scores ``-inf``; eagerly it is an error, as a NaN ``z`` is.
+
         Returns:
           Array of shape ``broadcast(z.shape, batch_shape)``.
 
         Raises:
-          ValueError: (eagerly) if the shapes do not broadcast.
+          ValueError: (eagerly) if concrete ``z`` holds NaN or a negative value, or the shapes do not
+            broadcast.
         """
         loc, scale, a = self._params()
         _checks.broadcast_shapes(z=z, **{"loc/scale": loc})
+        _checks.check_nonnegative("z", z)
         z, loc, scale, a = jnp.broadcast_arrays(jnp.asarray(z, loc.dtype), loc, scale, a)
         slab = normal_log_prob(z, loc, scale)
         spike = _math.log_ndtr(-a)
@@ -136,13 +140,6 @@ class RectifiedNormal:
         return spike + slab
 
 
-def _broadcast_batch(q: RectifiedNormal, p: RectifiedNormal) -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(q.batch_shape, p.batch_shape))
-    except ValueError:
-        raise ValueError(f"batch shapes do not broadcast: `q` {q.batch_shape}, `p` {p.batch_shape}.") from None
-
-
 def kl_rectified_rectified(q: RectifiedNormal, p: RectifiedNormal) -> jax.Array:
     r"""Closed-form :math:`KL(q\|p)` between rectified Normals on the same mixed measure (Salimans, arXiv:1602.08734).
 
@@ -162,7 +159,7 @@ def kl_rectified_rectified(q: RectifiedNormal, p: RectifiedNormal) -> jax.Array:
     Raises:
       ValueError: if the batch shapes do not broadcast.
     """
-    shape = _broadcast_batch(q, p)
+    shape = _checks.broadcast_batch(q, p)
     lq, sq, a = (jnp.broadcast_to(v, shape) for v in q._params())
     lp, sp, b = (jnp.broadcast_to(v, shape) for v in p._params())
     log_r2 = 2.0 * (jnp.log(sq) - jnp.log(sp))
@@ -209,7 +206,7 @@ def kl_rectified_mc(
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"`num_samples` must be a positive int; got {num_samples!r}.")
-    shape = _broadcast_batch(q, p)
+    shape = _checks.broadcast_batch(q, p)
     lq, sq, a = (jnp.broadcast_to(v, shape) for v in q._params())
     q_full = RectifiedNormal(lq, sq)
     z = q_full.sample(key, (num_samples,))

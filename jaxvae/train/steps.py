@@ -230,6 +230,7 @@ class StepFunction:
         """The batch's spec when this call would fix it (the first successful call), else None."""
         spec = _batch_spec(batch)
         if self.batch_spec is None:
+            self._check_not_empty(batch)
             if self._first_check is not None:
                 self._first_check(batch)
             return spec
@@ -241,6 +242,15 @@ class StepFunction:
                 "the last partial batch, cast to the same dtype), or build a separate step for the "
                 "new shape."
             )
+
+    def _check_not_empty(self, batch: Any) -> None:
+        """An entry with no examples (a zero among its first ``example_axes`` axes) would average over
+        nothing: a NaN loss, not an error. Refuse it, naming the entry."""
+        for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
+            shape = np.shape(x)
+            if 0 in shape[: self.example_axes]:
+                name = jax.tree_util.keystr(path) or "batch"
+                raise ValueError(f"{self.name}: batch entry {name} has shape {shape}: no examples (an empty batch).")
 
     def __call__(self, *args):
         first = self._check(args[self._batch_argnum])

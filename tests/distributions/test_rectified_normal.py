@@ -47,11 +47,19 @@ def _kl_quad(mq, sq, mp, sp):
 def test_log_prob_matches_scipy(variant):
     loc = np.array([p[0] for p in PARAMS])
     scale = np.array([p[1] for p in PARAMS])
-    z = np.array([[0.0] * 5, [0.4, 1e-3, 3.0, 2.2, 4.5], [-0.2] * 5])  # spike, slab, outside support
+    z = np.array([[0.0] * 5, [0.4, 1e-3, 3.0, 2.2, 4.5]])  # spike, slab
     got = np.asarray(variant(lambda d, z: d.log_prob(z))(_rn(loc, scale), z))
     np.testing.assert_allclose(got[0], sps.norm.logcdf(-loc / scale), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(got[1], sps.norm.logpdf(z[1], loc, scale), rtol=1e-6)
-    assert np.all(got[2] == -np.inf)
+
+
+def test_log_prob_outside_the_support_is_minus_inf_under_jit_and_refused_eagerly():
+    """Traced values cannot be checked, so the compiled density is -inf below 0; eager calls raise."""
+    d = _rn(np.array([0.3, -1.2]), np.array([1.0, 0.5]))
+    z = jnp.array([-0.2, -3.0])
+    assert np.all(np.asarray(jax.jit(lambda z: d.log_prob(z))(z)) == -np.inf)
+    with pytest.raises(ValueError, match="`z` must be >= 0"):
+        d.log_prob(z)
 
 
 @pytest.mark.parametrize("loc, scale", PARAMS)

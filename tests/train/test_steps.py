@@ -511,3 +511,19 @@ def test_an_update_that_overflows_the_parameters_is_refused():
         st, m = step(st, _data())
     assert int(st.skipped) == 2
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(st.params))
+
+
+def test_an_empty_batch_is_refused_not_a_nan_loss():
+    """A [0, D] batch would average over nothing (a NaN loss, counted as a skipped step): an error that
+    names the entry, for the train and the eval step; the step stays unfixed and then runs."""
+    step = make_train_step(noisy_regression_loss, _adam(), donate=False)
+    state = _state(_adam())
+    empty = {"x": np.zeros((0, D), np.float32), "y": np.zeros((0,), np.float32)}
+    with pytest.raises(ValueError, match=r"batch entry \['x'\] has shape \(0, 3\): no examples"):
+        step(state, empty)
+    assert step.batch_spec is None
+    _, metrics = step(state, _data())
+    assert np.isfinite(metrics["loss"])
+    ev = make_eval_step(lambda params, model_state, batch, key: {"pred": batch["x"] @ params["w"]})
+    with pytest.raises(ValueError, match="no examples"):
+        ev(state, empty, jax.random.key(0))
