@@ -20,6 +20,7 @@ provenance (command, commit, machine, date, seeds).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import os
@@ -185,8 +186,16 @@ def git_commit() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
+_RUN_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_command", default=None)
+
+
 def _command_line() -> str:
-    """This process's command line as it was typed: ``python -m package.module ARGS`` for a module run."""
+    """The command that reproduces this run: set by :func:`run_main` while it runs (an experiment called
+    as ``main(argv)`` from Python, a notebook or a test, records ``python -m <its module> ARGV``, not the
+    host process's command); otherwise this process's command line, ``python -m package.module ARGS``
+    for a module run."""
+    if (command := _RUN_COMMAND.get()) is not None:
+        return command
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script, args = sys.argv[0], sys.argv[1:]
     rel = os.path.relpath(os.path.abspath(script), root) if script else script
@@ -301,12 +310,18 @@ def run_main(run, argv, *, experiment: str, expected: type, description: str | N
     from experiments import _cli
 
     cfg, workdir = _cli.parse(argv, description=description, expected=expected)
+    module = getattr(run, "__module__", "__main__")  # "__main__" under `python -m`: sys.argv says it all
+    token = _RUN_COMMAND.set(
+        None if module == "__main__" or argv is None else " ".join(["python", "-m", module, *argv])
+    )
     try:
         claim_workdir(workdir, experiment)
         results = run(cfg, workdir)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        _RUN_COMMAND.reset(token)
     if isinstance(results, dict) and results.get("preempted"):
         print(
             f"stopped by signal {results.get('signal')} at step {results.get('step')}; checkpoint saved: re-run the "
