@@ -101,6 +101,7 @@ def test_beta_from_the_batch_overrides_the_config():
     ],
     ids=["conv", "mlp", "code"],
 )
+@pytest.mark.slow
 def test_nets_shapes_and_finite_training_step(cfg):
     params, state = stcvae.init(cfg, 0)
     batch = _batch(cfg, b=4)
@@ -115,9 +116,9 @@ def test_code_net_layout():
     """The code's conv-MLP: convs 16-32-64 to 8x8x64 and dense layers of `hidden` units (papers.md 3.4)."""
     cfg = stcvae.Config(hidden=24)
     params, _ = stcvae.init(cfg, 0)
-    shapes = jax.tree.map(lambda a: a.shape, params)
     flat = {
-        "/".join(str(getattr(k, "key", k)) for k in path): v for path, v in jax.tree_util.tree_leaves_with_path(shapes)
+        "/".join(str(getattr(k, "key", k)) for k in path): v.shape
+        for path, v in jax.tree_util.tree_leaves_with_path(params)
     }
     kernels = sorted(v for k, v in flat.items() if k.endswith("kernel") and len(v) == 4)
     assert (4, 4, 16, 32) in kernels and (4, 4, 32, 64) in kernels and (4, 4, 1, 16) in kernels
