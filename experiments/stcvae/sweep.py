@@ -70,6 +70,7 @@ def run_group(cfg: ExperimentConfig, data: SweepData, group_size: int, workdir: 
     batches = BatchIterator(
         {"idx": data.train}, cfg.train.batch_size, seed=cfg.train.seed, transform=lambda b, rng: {**b, "beta": betas}
     )
+    one_group = dataclasses.replace(cfg.sweep, group_sizes=(int(group_size),))  # other groups do not change this run
     t0 = time.time()
     state, history = fit(
         stack_states(states),
@@ -77,7 +78,7 @@ def run_group(cfg: ExperimentConfig, data: SweepData, group_size: int, workdir: 
         batches,
         cfg.train,
         workdir=workdir,
-        config={"model": model_cfg, "optim": cfg.optim, "data": cfg.data, "sweep": cfg.sweep, "train": cfg.train},
+        config={"model": model_cfg, "optim": cfg.optim, "data": cfg.data, "sweep": one_group, "train": cfg.train},
     )
     train_s = time.time() - t0
     if history["preempted"]:
