@@ -56,7 +56,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxvae.train.state import TrainState
+from jaxvae.train.state import AdversarialLossOutput, TrainState
 from jaxvae.train.steps import (
     StepFunction,
     _all_finite,
@@ -82,22 +82,6 @@ __all__ = [
 
 PLAYERS = ("vae", "disc")
 MODES = ("simultaneous", "alternating")
-
-
-class AdversarialLossOutput(NamedTuple):
-    """What an adversarial ``loss_fn`` returns.
-
-    Attributes:
-      gen_loss: scalar minimised over the generator's parameters (``params[players[0]]``).
-      disc_loss: scalar minimised over the discriminator's parameters (``params[players[1]]``).
-      metrics: dict of scalars to log (batch means).
-      model_state: updated non-parameter collections (the input value when nothing changes).
-    """
-
-    gen_loss: jax.Array
-    disc_loss: jax.Array
-    metrics: dict[str, jax.Array]
-    model_state: PyTree
 
 
 class AdversarialOptState(NamedTuple):
