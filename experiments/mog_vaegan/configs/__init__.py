@@ -129,12 +129,12 @@ def cpu_data() -> Data:
 
 
 def cpu_train(**kw) -> TrainConfig:
-    """The CPU-scale loop shared by the four models: batch 32, 500 steps (sized to the shared 2-core
+    """The CPU-scale loop shared by the four models: batch 32, 300 steps (sized to the shared 2-core
     machine's budget, README), evaluated once at the end; a 20-minute safety limit per seed."""
     base = dict(
-        num_steps=500,
+        num_steps=300,
         batch_size=32,
-        eval_every=500,
+        eval_every=300,
         log_every=50,
         checkpoint_every=100,
         seed=0,
