@@ -104,6 +104,7 @@ def test_training_pass_updates_both_players_batch_statistics(tiny):
     assert any(jax.tree.leaves(enc_changed["batch_stats"]["encoder"]))  # the encoder's too, not only the decoder's
 
 
+@pytest.mark.slow
 def test_without_adversary_no_discriminator_and_zero_gan_terms():
     cfg = dataclasses.replace(TINY, adversarial=False, kl="per_sample", var_reg_weight=0.0)
     params, ms = m.init(cfg, 0)
@@ -118,6 +119,7 @@ def test_without_adversary_no_discriminator_and_zero_gan_terms():
         m.make_adversarial_loss_fn(cfg)
 
 
+@pytest.mark.slow
 def test_generator_gradient_carries_the_adversarial_term(tiny):
     params, ms, batch = tiny
     key = jax.random.key(1)

@@ -171,6 +171,7 @@ def test_alternating_equals_the_steps_by_hand(n_critic):
     close(state.model_state, ms)
 
 
+@pytest.mark.slow
 def test_alternating_differs_from_simultaneous():
     from jaxvae.train.adversarial import make_adversarial_step
 
