@@ -9,6 +9,7 @@
 - :mod:`jaxvae.train.loop`: ``fit``, the one training loop, and ``TrainConfig``.
 
 - :mod:`jaxvae.train.multi`: several seeds or configs in one compiled program.
+- :mod:`jaxvae.train.adversarial`: the two-player (generator + discriminator) step, simultaneous or alternating.
 
 The names below are also attributes of this package (``jaxvae.train.fit``), each imported from its
 module on first use, so that importing the package pulls in neither Orbax nor tensorboardX.
@@ -40,8 +41,23 @@ _NAMES = {
     "shard_batch": "sharding",
     "CheckpointManager": "checkpoint",
     "MetricWriter": "writers",
+    "AdversarialLossOutput": "adversarial",
+    "create_adversarial_state": "adversarial",
+    "make_adversarial_step": "adversarial",
+    "make_pmap_adversarial_step": "adversarial",
 }
-_MODULES = ("checkpoint", "distributed", "loop", "multi", "optim", "sharding", "state", "steps", "writers")
+_MODULES = (
+    "adversarial",
+    "checkpoint",
+    "distributed",
+    "loop",
+    "multi",
+    "optim",
+    "sharding",
+    "state",
+    "steps",
+    "writers",
+)
 __all__ = sorted(_NAMES)
 
 

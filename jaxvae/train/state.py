@@ -16,6 +16,9 @@ scalar, the number of steps taken before this one; traced, so the schedule must 
 e.g. :func:`jaxvae.distributions.concrete.exponential_decay_temperature`). Losses without the keyword
 are called as above.
 
+A two-player model (a VAE-GAN) returns :class:`AdversarialLossOutput` instead, with
+``params = {generator: ..., discriminator: ...}`` (:mod:`jaxvae.train.adversarial`)
+
 and, for evaluation, ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``
 (per-example values; the engine reduces them).
 """
@@ -62,6 +65,22 @@ class TrainState(NamedTuple):
     opt_state: PyTree
     key: PRNGKey
     skipped: jax.Array
+
+
+class AdversarialLossOutput(NamedTuple):
+    """What a two-player ``loss_fn`` returns (:mod:`jaxvae.train.adversarial`).
+
+    Attributes:
+      gen_loss: scalar minimised over the generator's parameters (``params[players[0]]``).
+      disc_loss: scalar minimised over the discriminator's parameters (``params[players[1]]``).
+      metrics: dict of scalars to log (batch means).
+      model_state: updated non-parameter collections (the input value when nothing changes).
+    """
+
+    gen_loss: jax.Array
+    disc_loss: jax.Array
+    metrics: dict[str, jax.Array]
+    model_state: PyTree
 
 
 LossFn = Callable[[PyTree, PyTree, dict, PRNGKey], LossOutput]
