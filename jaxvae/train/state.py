@@ -16,11 +16,11 @@ scalar, the number of steps taken before this one; traced, so the schedule must 
 e.g. :func:`jaxvae.distributions.concrete.exponential_decay_temperature`). Losses without the keyword
 are called as above.
 
-A two-player model (a VAE-GAN) returns :class:`AdversarialLossOutput` instead, with
-``params = {generator: ..., discriminator: ...}`` (:mod:`jaxvae.train.adversarial`)
-
 and, for evaluation, ``eval_fn(params, model_state, batch, key) -> dict[str, Array[B]]``
 (per-example values; the engine reduces them).
+
+A two-player model (a VAE-GAN) returns :class:`AdversarialLossOutput` instead, with
+``params = {generator: ..., discriminator: ...}`` (:mod:`jaxvae.train.adversarial`).
 """
 
 from __future__ import annotations
