@@ -35,6 +35,7 @@ both a stride and an lhs dilation above 1); ``"xla"`` is plain ``lax.conv_genera
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -190,9 +191,31 @@ def _fast_conv_bwd(strides, pads, lhs_dilation, weight_grad, precision, res, dy)
 _fast_conv.defvjp(_fast_conv_fwd, _fast_conv_bwd)
 
 
+_AUTO = ["auto"]  # what impl="auto" means while tracing (use_impl)
+
+
+@contextlib.contextmanager
+def use_impl(impl: str):
+    """Within the block, ``impl="auto"`` convolutions traced here use ``impl`` ("fast" or "xla").
+
+    For comparisons (benchmarks): it acts at trace time, so a function jitted outside the block and
+    already traced keeps the form it was traced with.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"`impl` must be one of {IMPLS}; got {impl!r}.")
+    old = _AUTO[0]
+    _AUTO[0] = impl
+    try:
+        yield
+    finally:
+        _AUTO[0] = old
+
+
 def _resolve_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"`impl` must be one of {IMPLS}; got {impl!r}.")
+    if impl == "auto":
+        impl = _AUTO[0]
     if impl == "auto":
         return "fast" if jax.default_backend() == "cpu" else "xla"
     return impl

@@ -187,3 +187,17 @@ def test_conv_transpose_padding_matches_lax_conv_transpose():
         p = conv_ops.transpose_padding(k, s, pad)
         y = lax.conv_general_dilated(x, w, (1, 1), (p, p), lhs_dilation=(s, s), dimension_numbers=NHWC)
         np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=f"k={k} s={s} {pad}")
+
+
+def test_use_impl_selects_the_form_at_trace_time():
+    x, w = _rand(0, (2, 8, 8, 3)), _rand(1, (4, 4, 3, 5))
+
+    def grad_hlo():
+        f = jax.grad(lambda x: conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=NHWC).sum())
+        return jax.jit(f).lower(x).as_text()
+
+    with conv_ops.use_impl("xla"):
+        assert "lhs_dilate = [2, 2]" in grad_hlo()
+    assert "lhs_dilate = [2, 2]" not in grad_hlo()
+    with pytest.raises(ValueError, match="`impl`"), conv_ops.use_impl("tpu"):
+        pass
