@@ -604,6 +604,7 @@ def main(argv=None) -> None:
     p.add_argument(
         "--target-examples", type=int, default=None, help="examples per timed repeat (default 16384; 4096 quick)"
     )
+    p.add_argument("--layers-only", action="store_true", help="only the matmul rate and the per-layer section")
     p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
     args = p.parse_args(argv)
     if args.iw_only and args.no_iw:
@@ -651,7 +652,7 @@ def main(argv=None) -> None:
         sizes = (1024, 2048) if jax.devices()[0].platform == "cpu" else (2048, 4096, 8192)
         peak = matmul_rate(sizes=sizes, repeats=5)
     emit(dict(env, bench="matmul_peak", **peak))
-    for name in [] if args.iw_only else models:
+    for name in [] if args.iw_only or args.layers_only else models:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
         builder, has_torch = MODELS[name]
@@ -669,7 +670,7 @@ def main(argv=None) -> None:
             emit=emit,
             conv_impls=args.conv_impl,
         )
-    if args.conv_layers:
+    if args.conv_layers or args.layers_only:
         bench_conv_layers(
             DSPRITES_CONV_LAYERS[:2] if args.quick else DSPRITES_CONV_LAYERS,
             batch_sizes,
@@ -680,7 +681,7 @@ def main(argv=None) -> None:
             torch_mod=torch_mod,
             emit=emit,
         )
-    if not args.no_iw:
+    if not args.no_iw and not args.layers_only:
         bench_iw_nll(
             num_samples=5000,
             num_examples=args.iw_examples or (20 if args.quick else 200),
