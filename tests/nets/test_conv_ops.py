@@ -76,7 +76,7 @@ DILATED = [pytest.param(*c, marks=pytest.mark.slow) for c in DILATED_ALL if c no
 
 @pytest.mark.parametrize("hw,k,s,pad,weight_grad", DILATED)
 def test_lhs_dilated_conv_matches_lax(hw, k, s, pad, weight_grad):
-    x, w = _rand(2, (2,) + hw + (3,)), _rand(3, (k, k, 3, 4))
+    x, w = _rand(2, (2,) + hw + (3,)), _rand(3, (k, k, 3, 5))  # > PHASE_MIN_OUT_CHANNELS: by phases
 
     def ref(x, w):
         return lax.conv_general_dilated(x, w, (1, 1), pad, lhs_dilation=(s, s), dimension_numbers=NHWC)
@@ -118,13 +118,20 @@ def test_conv_module_equals_flax_conv(strides, padding, impl):
 
 
 @pytest.mark.parametrize(
-    "strides,padding,k,impl",
-    [(2, "SAME", 4, "fast"), (2, "SAME", 3, "fast"), (2, "VALID", 3, "fast"), (3, 1, 4, "fast"), (1, "SAME", 3, "xla")],
+    "strides,padding,k,impl,features",
+    [
+        (2, "SAME", 4, "fast", 6),
+        (2, "SAME", 3, "fast", 6),
+        (2, "VALID", 3, "fast", 6),
+        (3, 1, 4, "fast", 6),
+        (2, "SAME", 4, "fast", 1),  # few output channels: XLA's forward and weight gradient
+        (1, "SAME", 3, "xla", 6),
+    ],
 )
-def test_conv_transpose_module_equals_flax(strides, padding, k, impl):
+def test_conv_transpose_module_equals_flax(strides, padding, k, impl, features):
     x = _rand(8, (2, 5, 7, 3))
-    ref_mod = nn.ConvTranspose(4, (k, k), strides=(strides, strides), padding=padding)
-    mod = ConvTranspose(4, (k, k), strides=(strides, strides), padding=padding, impl=impl)
+    ref_mod = nn.ConvTranspose(features, (k, k), strides=(strides, strides), padding=padding)
+    mod = ConvTranspose(features, (k, k), strides=(strides, strides), padding=padding, impl=impl)
     params = ref_mod.init(jax.random.key(0), x)
     mine = mod.init(jax.random.key(0), x)
     assert jax.tree.map(jnp.shape, mine) == jax.tree.map(jnp.shape, params)
