@@ -20,6 +20,17 @@ One JSON line per measurement on stdout (and ``--out FILE``). Usage::
     python benchmarks/elbo_throughput.py --out benchmarks/results/cpu.jsonl
     python benchmarks/plot.py benchmarks/results/cpu.jsonl benchmarks/results/throughput_cpu.png
 
+Convolutional models (issue 19): ``conv_vae_64x64_dsprites`` (encoder 4 x Conv k4 s2 32-32-64-64,
+Dense 256, latent 10, Bernoulli; decoder mirrored with ConvTranspose) and ``resnet_v2_vae_32x32``
+(the CPU-sized ResNetV2 encoder/decoder of :mod:`jaxvae.nets.resnet`, latent 32, Bernoulli), each
+with a PyTorch twin. ``--conv-impl fast xla`` times the JAX step once per convolution form of
+:mod:`jaxvae.nets.conv_ops` (``auto``: the platform's default), interleaved with PyTorch in one
+loop. ``--conv-layers`` adds the per-layer section: forward, weight gradient and input gradient of
+each convolution of the 64x64 conv VAE, JAX per form and PyTorch, interleaved::
+
+    python benchmarks/elbo_throughput.py --models conv_vae_64x64_dsprites --batch-sizes 64 256 \
+        --modes train --conv-impl fast xla --conv-layers --no-iw --torch-threads 2
+
 Runs unchanged on GPU/TPU (``--no-torch`` where PyTorch is absent).
 """
 
@@ -32,6 +43,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +54,7 @@ import _timing  # noqa: E402
 
 from jaxvae.metrics import iw_nll  # noqa: E402
 from jaxvae.models import vae  # noqa: E402
+from jaxvae.nets import conv_ops  # noqa: E402
 from jaxvae.train.optim import OptimizerConfig, make_optimizer  # noqa: E402
 from jaxvae.train.steps import create_train_state, make_eval_step, make_train_step  # noqa: E402
 
@@ -101,7 +114,7 @@ def vae_builder(config: vae.Config) -> Callable[[int], Built]:
 
 
 MODELS: dict[str, tuple[Callable[[int], Built], bool]] = {
-    # name: (builder, has a PyTorch twin)
+    # name: (builder, has a PyTorch twin of the same name in torch_reference.TORCH_MODELS)
     "mlp_vae_512x2_z32": (
         vae_builder(vae.Config(arch="mlp", latent_dim=32, hidden=(512, 512), activation="relu")),
         True,
@@ -187,6 +200,72 @@ def inverted_ssvae_builder() -> Callable[[int], Built]:
 MODELS["rectified_hvae"] = (rectified_hvae_builder(), False)
 MODELS["inverted_ssvae"] = (inverted_ssvae_builder(), False)
 
+DSPRITES_CONV = vae.Config(
+    arch="conv", x_shape=(64, 64, 1), conv_channels=(32, 32, 64, 64), hidden=(256,), latent_dim=10, activation="relu"
+)
+MODELS["conv_vae_64x64_dsprites"] = (vae_builder(DSPRITES_CONV), True)
+
+
+def resnet_vae_builder(size: int = 32, latent: int = 32, widths=(32, 32, 32, 32), bottleneck: int = 8):
+    """Bernoulli VAE on the CPU-sized ResNetV2 encoder/decoder (BatchNorm state in ``model_state``)."""
+    import flax.linen as nn
+
+    from jaxvae.models.common import loss_output
+    from jaxvae.nets import ResNetV2Decoder, ResNetV2Encoder
+
+    shape = (size, size, 1)
+
+    class _ResNetVAE(nn.Module):
+        @nn.compact
+        def __call__(self, x, key, *, train):
+            kw = dict(image_shape=shape, widths=widths, blocks_per_stage=1, bottleneck_channels=bottleneck)
+            loc, log_var = ResNetV2Encoder(latent_dim=latent, name="encoder", **kw)(x, train=train)
+            z = loc + jnp.exp(0.5 * log_var) * jax.random.normal(key, loc.shape)
+            logits = ResNetV2Decoder(name="decoder", **kw)(z, train=train)
+            log_px_z = -jnp.sum(
+                jnp.logaddexp(0.0, logits) - x * logits, axis=(-3, -2, -1)
+            )  # Bernoulli, log-sigmoid form
+            kl = 0.5 * jnp.sum(jnp.exp(log_var) + loc**2 - 1.0 - log_var, axis=-1)
+            return log_px_z, kl
+
+    model = _ResNetVAE()
+
+    class Terms(NamedTuple):
+        log_px_z: jax.Array
+        kl: jax.Array
+
+    def init(key):
+        vs = model.init(key, jnp.zeros((2,) + shape), key, train=False)
+        return vs["params"], {"batch_stats": vs["batch_stats"]}
+
+    def loss_fn(params, model_state, batch, key, *, step=0):
+        (lp, kl), new_state = model.apply(
+            {"params": params, **model_state}, batch["x"], key, train=True, mutable=["batch_stats"]
+        )
+        return loss_output(lp - kl, Terms(lp, kl), dict(new_state))
+
+    def eval_fn(params, model_state, batch, key):
+        lp, kl = model.apply({"params": params, **model_state}, batch["x"], key, train=False)
+        return {"log_px_z": lp, "kl": kl, "elbo": lp - kl}
+
+    def batch(b):
+        return {"x": _binary_batch(b, shape)}
+
+    return _engine_builder(init, loss_fn, eval_fn, batch, batch, OptimizerConfig(name="adam", learning_rate=1e-3))
+
+
+MODELS["resnet_v2_vae_32x32"] = (resnet_vae_builder(), True)
+
+# The convolutions of conv_vae_64x64_dsprites (per-layer section): input size, channels, kernel, stride,
+# padding, transposed (torch's output_padding for a transposed one).
+DSPRITES_CONV_LAYERS = [
+    dict(name=f"enc_{i}", size=64 >> i, cin=ci, cout=co, k=4, stride=2, padding=1, transposed=False)
+    for i, (ci, co) in enumerate(zip((1, 32, 32, 64), (32, 32, 64, 64)))
+] + [
+    dict(name=f"dec_{i}", size=4 << i, cin=ci, cout=co, k=4, stride=2, padding=1, transposed=True)
+    for i, (ci, co) in enumerate(zip((64, 64, 32, 32), (64, 32, 32, 1)))
+]
+
 
 # --------------------------------------------------------------------------------------------------
 # Measurements
@@ -235,58 +314,51 @@ def _compile_time(step, *args) -> tuple[float, float | None]:
 
 
 def bench_model(
-    name: str, builder, with_torch: bool, batch_sizes, modes, *, repeats, target_examples, peak, env, torch_mod, emit
+    name: str,
+    builder,
+    with_torch: bool,
+    batch_sizes,
+    modes,
+    *,
+    repeats,
+    target_examples,
+    peak,
+    env,
+    torch_mod,
+    emit,
+    conv_impls=("auto",),
 ) -> None:
+    """One record per (batch size, mode, convolution form), plus PyTorch's when ``with_torch``.
+
+    Every JAX form and PyTorch are timed in one interleaved loop, so their ratios are pair by pair.
+    Each form is traced inside ``conv_ops.use_impl`` (compile, then a first call that fills jit's cache).
+    """
     for batch_size in batch_sizes:
-        built = builder(batch_size)
-        holder, train, evaluate, eval_batch = _jax_callables(built)
+        builts = [builder(batch_size) for _ in conv_impls]
+        callables = [_jax_callables(built) for built in builts]  # one state per form, across modes
         steps = max(2, int(target_examples // batch_size))
         for mode in modes:
-            if mode == "train":
-                compile_s, flops = _compile_time(built.train_step, holder["state"], built.batch)
-                if _microbatch(batch_size) and MICROBATCH_MODE == "scan":
-                    flops = None  # XLA's cost analysis counts a while loop's body once, not per slice
-                fn = train
-            else:
-                compile_s, flops = _compile_time(built.eval_step, holder["state"], eval_batch, built.key)
-                fn = evaluate
-            fns = [fn]
+            fns, infos = [], []
+            for impl, built, (holder, train, evaluate, eval_batch) in zip(conv_impls, builts, callables):
+                with conv_ops.use_impl(impl):
+                    if mode == "train":
+                        compile_s, flops = _compile_time(built.train_step, holder["state"], built.batch)
+                        if _microbatch(batch_size) and MICROBATCH_MODE == "scan":
+                            flops = None  # XLA's cost analysis counts a while loop's body once, not per slice
+                        fn = train
+                    else:
+                        compile_s, flops = _compile_time(built.eval_step, holder["state"], eval_batch, built.key)
+                        fn = evaluate
+                    fn()  # traced here, under this form
+                fns.append(fn)
+                infos.append((impl, compile_s, flops))
+            n_jax = len(fns)
             if with_torch and torch_mod is not None:
-                t_train, t_eval = torch_mod.make_torch_fns(np.asarray(built.batch["x"]))
+                t_train, t_eval = torch_mod.make_torch_fns(np.asarray(builts[0].batch["x"]), model=name)
                 fns.append(t_train if mode == "train" else t_eval)
             times = _timing.time_loops(fns, steps=steps, repeats=repeats)
-            jax_eps = batch_size / _timing.median(times[0])
-            rec = dict(
-                env,
-                bench="elbo_throughput",
-                impl="jax",
-                model=name,
-                mode=mode,
-                batch_size=batch_size,
-                microbatch=_microbatch(batch_size) if mode == "train" else None,
-                microbatch_mode=MICROBATCH_MODE if mode == "train" and _microbatch(batch_size) else None,
-                dtype="float32",
-                examples_per_sec=jax_eps,
-                median_step_s=_timing.median(times[0]),
-                repeats=repeats,
-                steps_per_repeat=steps,
-                compile_s=compile_s,
-            )
-            if flops is not None:
-                rec["flops_per_example"] = flops / batch_size
-                # XLA's GPU cost analysis leaves out matmuls lowered to cuBLAS calls (measured on an
-                # H100: 2.81 MFLOP/example at batch 128, 0.12 at 8192 for one program), so no rate there
-                if env.get("platform") != "gpu":
-                    rec["achieved_flops_per_s"] = jax_eps * flops / batch_size
-                    rec["fraction_of_matmul_peak"] = rec["achieved_flops_per_s"] / peak
-            if len(fns) == 2:
-                torch_eps = batch_size / _timing.median(times[1])
-                ratios = [t / j for j, t in zip(times[0], times[1])]  # per interleaved pair
-                rec.update(
-                    torch_examples_per_sec=torch_eps,
-                    jax_over_torch=jax_eps / torch_eps,
-                    jax_over_torch_pairwise_median=_timing.median(ratios),
-                )
+            torch_t = times[n_jax] if len(fns) > n_jax else None
+            if torch_t is not None:
                 emit(
                     dict(
                         env,
@@ -297,13 +369,113 @@ def bench_model(
                         mode=mode,
                         batch_size=batch_size,
                         dtype="float32",
-                        examples_per_sec=torch_eps,
-                        median_step_s=_timing.median(times[1]),
+                        examples_per_sec=batch_size / _timing.median(torch_t),
+                        median_step_s=_timing.median(torch_t),
                         repeats=repeats,
                         steps_per_repeat=steps,
                     )
                 )
-            emit(rec)
+            for (impl, compile_s, flops), jt in zip(infos, times):
+                jax_eps = batch_size / _timing.median(jt)
+                rec = dict(
+                    env,
+                    bench="elbo_throughput",
+                    impl="jax",
+                    conv_impl=impl,
+                    model=name,
+                    mode=mode,
+                    batch_size=batch_size,
+                    microbatch=_microbatch(batch_size) if mode == "train" else None,
+                    microbatch_mode=MICROBATCH_MODE if mode == "train" and _microbatch(batch_size) else None,
+                    dtype="float32",
+                    examples_per_sec=jax_eps,
+                    median_step_s=_timing.median(jt),
+                    repeats=repeats,
+                    steps_per_repeat=steps,
+                    compile_s=compile_s,
+                )
+                if flops is not None:
+                    rec["flops_per_example"] = flops / batch_size
+                    # XLA's GPU cost analysis leaves out matmuls lowered to cuBLAS calls (measured on an
+                    # H100: 2.81 MFLOP/example at batch 128, 0.12 at 8192 for one program), so no rate there
+                    if env.get("platform") != "gpu":
+                        rec["achieved_flops_per_s"] = jax_eps * flops / batch_size
+                        rec["fraction_of_matmul_peak"] = rec["achieved_flops_per_s"] / peak
+                if torch_t is not None:
+                    torch_eps = batch_size / _timing.median(torch_t)
+                    ratios = [t / j for j, t in zip(jt, torch_t)]  # per interleaved pair
+                    rec.update(
+                        torch_examples_per_sec=torch_eps,
+                        jax_over_torch=jax_eps / torch_eps,
+                        jax_over_torch_pairwise_median=_timing.median(ratios),
+                    )
+                emit(rec)
+
+
+def _jax_layer_fns(spec: dict, batch_size: int, impl: str) -> dict:
+    """Jitted forward / weight gradient / input gradient of one ``spec`` layer under ``impl``."""
+    k, s, t = spec["k"], spec["stride"], spec["transposed"]
+    x = jax.random.normal(jax.random.key(0), (batch_size, spec["size"], spec["size"], spec["cin"]))
+    w = 0.1 * jax.random.normal(jax.random.key(1), (k, k, spec["cin"], spec["cout"]))
+    if t:  # flax ConvTranspose 'SAME' (what the decoder uses): lhs-dilated conv with lax.conv_transpose's pads
+        pads = (conv_ops.transpose_padding(k, s, "SAME"),) * 2
+
+        def op(x, w):
+            return conv_ops.conv_general_dilated(
+                x, w, (1, 1), pads, lhs_dilation=(s, s), dimension_numbers=conv_ops.NHWC, impl=impl
+            )
+    else:
+        p = spec["padding"]
+
+        def op(x, w):
+            return conv_ops.conv_general_dilated(
+                x, w, (s, s), ((p, p), (p, p)), dimension_numbers=conv_ops.NHWC, impl=impl
+            )
+
+    dy = jax.random.normal(jax.random.key(2), jax.eval_shape(op, x, w).shape)
+    fwd = jax.jit(op)
+    dw = jax.jit(lambda x, w, dy: jax.vjp(lambda v: op(x, v), w)[1](dy)[0])
+    dx = jax.jit(lambda x, w, dy: jax.vjp(lambda u: op(u, w), x)[1](dy)[0])
+    return {
+        "fwd": lambda: fwd(x, w).block_until_ready(),
+        "dw": lambda: dw(x, w, dy).block_until_ready(),
+        "dx": lambda: dx(x, w, dy).block_until_ready(),
+    }
+
+
+def bench_conv_layers(layers, batch_sizes, *, conv_impls, repeats, steps, env, torch_mod, emit) -> None:
+    """Per-layer section: forward, weight gradient, input gradient of each layer, each JAX form and PyTorch.
+
+    One record per (layer, batch size, op) with the median ms of each, timed interleaved.
+    """
+    impls = [i for i in dict.fromkeys(conv_impls) if i != "auto"] or ["fast"]
+    for batch_size in batch_sizes:
+        for spec in layers:
+            jfns = {impl: _jax_layer_fns(spec, batch_size, impl) for impl in impls}
+            tfns = torch_mod.conv_layer_fns(spec, batch_size) if torch_mod is not None else None
+            for op in ("fwd", "dw", "dx"):
+                fns = [jfns[i][op] for i in impls] + ([tfns[op]] if tfns else [])
+                times = _timing.time_loops(fns, steps=steps, repeats=repeats, warmup=2)
+                rec = dict(
+                    env,
+                    bench="conv_layer",
+                    layer=spec["name"],
+                    spec={k: v for k, v in spec.items() if k != "name"},
+                    batch_size=batch_size,
+                    op=op,
+                    repeats=repeats,
+                    steps_per_repeat=steps,
+                )
+                for i, impl in enumerate(impls):
+                    rec[f"jax_{impl}_ms"] = 1e3 * _timing.median(times[i])
+                if tfns:
+                    rec.update(torch_mod.torch_info())
+                    rec["torch_ms"] = 1e3 * _timing.median(times[-1])
+                    for i, impl in enumerate(impls):
+                        rec[f"jax_{impl}_over_torch_time"] = _timing.median(
+                            [j / t for j, t in zip(times[i], times[-1])]
+                        )
+                emit(rec)
 
 
 def bench_iw_nll(*, num_samples: int, num_examples: int, loop_examples: int, loop_chunk: int, env, emit) -> None:
@@ -416,6 +588,24 @@ def main(argv=None) -> None:
         help="'scan' loops over the micro-batches (memory); 'branches' traces them side by side "
         "(make_train_step(microbatch_mode=...))",
     )
+    p.add_argument(
+        "--conv-impl",
+        nargs="+",
+        default=["auto"],
+        choices=list(conv_ops.IMPLS),
+        help="convolution form(s) of jaxvae.nets.conv_ops for the JAX steps, each timed (interleaved) "
+        "in the same loop: 'auto' (the platform's default), 'fast', 'xla'",
+    )
+    p.add_argument(
+        "--conv-layers",
+        action="store_true",
+        help="add the per-layer section (forward / weight grad / input grad of the 64x64 conv VAE's layers)",
+    )
+    p.add_argument(
+        "--target-examples", type=int, default=None, help="examples per timed repeat (default 16384; 4096 quick)"
+    )
+    p.add_argument("--layers-only", action="store_true", help="only the matmul rate and the per-layer section")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
     args = p.parse_args(argv)
     if args.iw_only and args.no_iw:
         raise SystemExit("--iw-only and --no-iw exclude each other")
@@ -437,6 +627,8 @@ def main(argv=None) -> None:
             import torch_reference as torch_mod  # noqa: F811
 
             torch_mod.match_precision(args.matmul_precision)
+            if args.torch_threads is not None:
+                torch_mod.torch.set_num_threads(args.torch_threads)
         except ImportError:
             print("# torch not installed: PyTorch reference skipped (pip install -e '.[bench]')", file=sys.stderr)
     emit, close_out = _timing.json_lines_sink(args.out)
@@ -446,20 +638,21 @@ def main(argv=None) -> None:
         timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         quick=bool(args.quick),
         compiler_options=COMPILER_OPTIONS or {},
+        load_average_1min=os.getloadavg()[0],
     )
     if args.quick:
         batch_sizes = args.batch_sizes or [128, 1024]
         models = args.models or ["mlp_vae_512x2_z32"]
-        repeats, target = args.repeats or 3, 4096
+        repeats, target = args.repeats or 3, args.target_examples or 4096
         peak = matmul_rate(sizes=(1024,), repeats=3)
     else:
         batch_sizes = args.batch_sizes or [128, 1024, 8192]
         models = args.models or list(MODELS)
-        repeats, target = args.repeats or 7, 16384
+        repeats, target = args.repeats or 7, args.target_examples or 16384
         sizes = (1024, 2048) if jax.devices()[0].platform == "cpu" else (2048, 4096, 8192)
         peak = matmul_rate(sizes=sizes, repeats=5)
     emit(dict(env, bench="matmul_peak", **peak))
-    for name in [] if args.iw_only else models:
+    for name in [] if args.iw_only or args.layers_only else models:
         if name not in MODELS:
             raise SystemExit(f"unknown model {name!r}; choose from {sorted(MODELS)}")
         builder, has_torch = MODELS[name]
@@ -475,8 +668,20 @@ def main(argv=None) -> None:
             env=env,
             torch_mod=torch_mod,
             emit=emit,
+            conv_impls=args.conv_impl,
         )
-    if not args.no_iw:
+    if args.conv_layers or args.layers_only:
+        bench_conv_layers(
+            DSPRITES_CONV_LAYERS[:2] if args.quick else DSPRITES_CONV_LAYERS,
+            batch_sizes,
+            conv_impls=args.conv_impl,
+            repeats=repeats,
+            steps=2 if args.quick else 5,
+            env=env,
+            torch_mod=torch_mod,
+            emit=emit,
+        )
+    if not args.no_iw and not args.layers_only:
         bench_iw_nll(
             num_samples=5000,
             num_examples=args.iw_examples or (20 if args.quick else 200),

@@ -161,3 +161,57 @@ def test_iw_only_runs_just_the_iw_comparison_at_the_sizes_asked(tmp_path):
 def test_iw_flags_refuse_contradictions(argv):
     with pytest.raises(SystemExit, match="iw"):
         bench.main(argv)
+
+
+@pytest.mark.slow  # ~12 small programs compiled (two forms x two layers x three ops, two train steps)
+def test_conv_forms_are_timed_side_by_side_and_the_layer_section_reports_each_op(monkeypatch, tmp_path):
+    """--conv-impl fast xla: one record per form; --conv-layers: fwd/dw/dx per layer, per form and torch."""
+    import json
+
+    tiny = bench.vae_builder(
+        vae.Config(arch="conv", x_shape=(8, 8, 1), conv_channels=(2,), hidden=(4,), latent_dim=2, activation="relu")
+    )
+    monkeypatch.setitem(bench.MODELS, "tiny_conv", (tiny, False))
+    tiny_layers = [dict(name="l0", size=8, cin=1, cout=2, k=4, stride=2, padding=1, transposed=False)]
+    tiny_layers.append(dict(name="l1", size=4, cin=2, cout=1, k=4, stride=2, padding=1, transposed=True))
+    monkeypatch.setattr(bench, "DSPRITES_CONV_LAYERS", tiny_layers)
+    out = tmp_path / "c.jsonl"
+    argv = ["--quick", "--models", "tiny_conv", "--batch-sizes", "4", "--modes", "train", "--no-iw", "--repeats", "1"]
+    argv += ["--target-examples", "4", "--conv-impl", "fast", "xla", "--conv-layers", "--out", str(out)]
+    try:
+        import torch_reference  # noqa: F401
+
+        has_torch = True
+    except ImportError:
+        has_torch = False
+        argv.append("--no-torch")
+    bench.main(argv)
+    recs = [json.loads(line) for line in open(out)]
+    models = [r for r in recs if r["bench"] == "elbo_throughput" and r["impl"] == "jax"]
+    assert [r["conv_impl"] for r in models] == ["fast", "xla"]
+    assert all(r["flops_per_example"] > 0 and r["compile_s"] > 0 for r in models)
+    layers = [r for r in recs if r["bench"] == "conv_layer"]
+    assert [(r["layer"], r["op"]) for r in layers] == [(n, op) for n in ("l0", "l1") for op in ("fwd", "dw", "dx")]
+    for r in layers:
+        assert r["jax_fast_ms"] > 0 and r["jax_xla_ms"] > 0
+        assert ("torch_ms" in r) == has_torch
+    assert all("load_average_1min" in r for r in recs)
+
+
+@pytest.mark.parametrize(
+    "name,x_shape", [("conv_vae_64x64_dsprites", (64, 64, 1)), ("resnet_v2_vae_32x32", (32, 32, 1))]
+)
+def test_torch_conv_twins_have_the_jax_models_parameter_count(name, x_shape):
+    torch_reference = pytest.importorskip("torch_reference", reason="torch is a bench extra")
+    import jax
+    import numpy as np
+
+    from jaxvae.nets import count_parameters
+
+    built = jax.eval_shape(lambda: bench.MODELS[name][0](2).state)
+    x = np.zeros((2,) + x_shape, np.float32)
+    train, evaluate = torch_reference.make_torch_fns(x, model=name)
+    assert np.isfinite(train()) and np.isfinite(evaluate())
+    net = torch_reference.TORCH_MODELS[name](x.shape[1:])
+    n_torch = sum(p.numel() for p in net.parameters())
+    assert count_parameters({"params": built.params}, ("params",)) == n_torch

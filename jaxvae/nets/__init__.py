@@ -1,6 +1,7 @@
 """Linen modules mapping arrays to distribution parameters."""
 
 from jaxvae.nets.conv import ConvDecoder, ConvEncoder
+from jaxvae.nets.conv_ops import Conv, ConvTranspose
 from jaxvae.nets.heads import GaussianHead, LogitsHead, gaussian_scale
 from jaxvae.nets.mlp import ACTIVATIONS, MLP, get_activation
 from jaxvae.nets.patchgan import RIVERA_PATCHGAN, PatchGAN
@@ -18,8 +19,10 @@ from jaxvae.nets.unet import UNet
 
 __all__ = [
     "ACTIVATIONS",
+    "Conv",
     "ConvDecoder",
     "ConvEncoder",
+    "ConvTranspose",
     "GaussianHead",
     "LogitsHead",
     "MLP",

@@ -28,9 +28,9 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from flax.linen import Conv  # the one place the convolution module is chosen
 
 from jaxvae.config import as_widths, check_in_range, check_nonnegative, check_positive_int
+from jaxvae.nets.conv_ops import Conv  # the one place the convolution is chosen (flax's parameters)
 from jaxvae.nets.resnet import KERAS_BN_EPSILON, KERAS_BN_MOMENTUM
 
 _KERNEL_INIT = nn.initializers.glorot_uniform()  # Keras' default

@@ -55,9 +55,9 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from flax.linen import Conv, ConvTranspose  # the one place the convolution modules are chosen
 
 from jaxvae.config import as_widths, check_positive_int
+from jaxvae.nets.conv_ops import Conv, ConvTranspose  # the one place the convolutions are chosen
 from jaxvae.nets.heads import SCALE_PARAMS, GaussianHead
 
 KERAS_BN_MOMENTUM = 0.99

@@ -36,9 +36,9 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.linen import Conv  # the one place the convolution is chosen (a drop-in with nn.Conv's interface)
 
 from jaxvae.config import check_positive_int
+from jaxvae.nets.conv_ops import Conv  # the one place the convolution is chosen (nn.Conv's interface)
 
 _SKIP_SCALE = 1.0 / math.sqrt(2.0)
 
