@@ -64,7 +64,15 @@ def member_iterators(cfg: GapsExperimentConfig, x_train: np.ndarray):
     if cfg.method == "dmaapx":
         pool = SyntheticPool(cfg.pool_dir)
         return [
-            SyntheticPoolIterator(pool, b, block_size=n, seed=s, binarize="static", binarize_seed=2, flatten=False)
+            SyntheticPoolIterator(
+                pool,
+                b,
+                block_size=n,
+                seed=s,
+                num_blocks=cfg.pool_blocks or None,
+                binarize="static",
+                binarize_seed=cfg.pool_binarize_seed,
+            )
             for s in cfg.seeds
         ]
     return [BatchIterator({"x": x_train}, b, seed=s) for s in cfg.seeds]
@@ -127,6 +135,7 @@ def run(cfg: GapsExperimentConfig, workdir: str) -> dict[str, Any]:
     run_cfg = {"model": cfg.model, "optim": cfg.optim, "data": cfg.data, "method": cfg.method, "seeds": cfg.seeds}
     if cfg.method == "dmaapx":
         run_cfg["pool"] = SyntheticPool(cfg.pool_dir).meta
+        run_cfg["pool_blocks"] = cfg.pool_blocks
     if cfg.method.startswith("aug"):
         run_cfg["aug_probability"] = cfg.aug_probability
     curve_data = {

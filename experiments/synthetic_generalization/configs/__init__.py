@@ -51,21 +51,18 @@ class PoolConfig:
       num_blocks: ``k`` blocks of ``N`` images (the paper's ``T``; Fig. 4's ``k x |D_train|``).
       chunk_size: images per chunk file (per sampler call); the resumable unit.
       seed: sampler seed (image ``i`` starts from ``fold_in(key(seed), i)``).
-      binarize_seed: seed of the pool's static binarization.
       fid_examples: pool images compared with as many test images for the MNIST-FID.
     """
 
     num_blocks: int = 5
     chunk_size: int = 250
     seed: int = 0
-    binarize_seed: int = 2
     fid_examples: int = 1000
 
     def __post_init__(self):
         for name in ("num_blocks", "chunk_size", "fid_examples"):
             check_positive_int(name, getattr(self, name))
-        for name in ("seed", "binarize_seed"):
-            check_positive_int(name, getattr(self, name), allow_zero=True)
+        check_positive_int("seed", self.seed, allow_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +118,8 @@ class GapsExperimentConfig:
       epochs: effective epochs (multiples of ``data.train_examples`` training examples).
       pool_dir: the synthetic pool (``dmaapx`` only), as written by the diffusion job.
       aug_probability: ``b`` of the augmentation baselines.
+      pool_binarize_seed: seed of the pool's static binarization (the same rule as D_train's).
+      pool_blocks: ``k``, pool blocks of ``N`` images cycled through (Fig. 4's ``k x |D_train|``); 0: all.
     """
 
     model: vae.Config = vae.Config(latent_dim=16, hidden=(512, 512), activation="relu", x_shape=(32, 32, 1))
@@ -133,10 +132,13 @@ class GapsExperimentConfig:
     epochs: int = 100
     pool_dir: str = ""
     aug_probability: float = 0.1
+    pool_blocks: int = 0
+    pool_binarize_seed: int = 2
 
     def __post_init__(self):
         check_one_of("method", self.method, METHODS)
         check_positive_int("epochs", self.epochs)
+        check_positive_int("pool_blocks", self.pool_blocks, allow_zero=True)
         if not self.seeds:
             raise ValueError("`seeds` must name at least one seed.")
         if self.method == "dmaapx" and not self.pool_dir:

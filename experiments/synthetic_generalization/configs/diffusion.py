@@ -38,5 +38,5 @@ def get_config() -> DiffusionExperimentConfig:
             progress=False,
         ),
         data=Subset(train_examples=1000, test_examples=1000),
-        pool=PoolConfig(num_blocks=5, chunk_size=250, seed=0, binarize_seed=2, fid_examples=1000),
+        pool=PoolConfig(num_blocks=5, chunk_size=250, seed=0, fid_examples=1000),
     )
