@@ -5,7 +5,8 @@
 Reads ``results/table7_<method>.json`` (copies of each run's ``results.json``) and
 ``results/diffusion.json``; writes ``results/table7_summary.json`` (per-method means, standard
 deviations over seeds and the paired tests of the claim) and ``figures/curves.png``
-(G_g and test ELBO against effective epochs, mean and the individual seeds).
+(G_g and test ELBO against effective epochs, mean and the individual seeds; the amortization gap's
+convergence: the mean ELBO gain of the per-datapoint optimisation against its steps, one line per seed).
 
 The claim (issue 22): at equal effective epochs, ``G_g(DMaaPx) <= G_g(Normal) / 5`` and
 ``G_a(DMaaPx) < G_a(Normal)``, each with the paired seed differences
@@ -63,7 +64,7 @@ def figure(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for i, method in enumerate(m for m in METHODS if m in results):
         curve = results[method]["curve"]
         ep = np.array([p["epoch"] for p in curve])
@@ -71,8 +72,13 @@ def figure(results: dict, path: str) -> None:
             v = np.array([[mm[key] for mm in p["members"]] for p in curve])
             ax.plot(ep, v.mean(axis=1), "-o", color=f"C{i}", label=NAMES[method])
             ax.plot(ep, v, ":", color=f"C{i}", alpha=0.5)
+        for j, m in enumerate(results[method]["members"]):
+            a = m["amortization"]
+            gain = np.array(a["trajectory_mean_elbo"]) - a["trajectory_mean_elbo"][0]
+            axes[2].plot(a["trajectory_steps"], gain, color=f"C{i}", label=NAMES[method] if j == 0 else None)
     axes[0].set(xlabel="effective epochs", ylabel="G_g (nats)", title="generalization gap")
     axes[1].set(xlabel="effective epochs", ylabel="test ELBO (nats)", title="test ELBO")
+    axes[2].set(xlabel="optimisation steps", ylabel="ELBO - ELBO(encoder) (nats)", title="G_a: per-datapoint q")
     axes[0].legend()
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
