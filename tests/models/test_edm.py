@@ -58,6 +58,7 @@ def test_eval_sigmas_are_lognormal_quantiles():
     assert np.all(np.diff(s) > 0)
 
 
+@pytest.mark.slow
 def test_sampler_deterministic_and_batch_independent(params):
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(9), len(leaves))

@@ -25,6 +25,7 @@ def test_config_validation():
     assert xiao.Config(m_z=3).latent_shape == (8, 8, 192)
 
 
+@pytest.mark.slow
 def test_width_knobs_split_the_parameters():
     """m_z changes only Theta_z (linearly in d_z); n_c changes both."""
     z1, r1 = xiao.parameter_split(xiao.init(CFG, 0)[0])
