@@ -1,0 +1,27 @@
+"""The real data of the Xiao et al. study: MNIST padded to 32x32, a training subset, BinaryMNIST.
+
+BinaryMNIST here is one fixed-seed stochastic binarization ``b = 1[u < x]`` of the grey images
+(:func:`jaxvae.data.mnist.binarize_static`; not the Larochelle file). The synthetic pool is binarized
+by the same rule (:class:`jaxvae.data.synthetic.SyntheticPool`, ``binarize="static"``), so real and
+synthetic images go through the same grey -> Bernoulli step; the diffusion model trains on greys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxvae.data.mnist import binarize_static, load_mnist, pad_images, to_unit_float
+
+
+def grey_images(subset, split: str) -> np.ndarray:
+    """Grey images ``float32 [n, 32, 32, 1]`` in [0, 1]: the first ``subset.<split>_examples`` of ``split``."""
+    m = load_mnist()
+    x, n = (m.x_train, subset.train_examples) if split == "train" else (m.x_test, subset.test_examples)
+    x = to_unit_float(np.asarray(x)[:n], flatten=False)
+    return pad_images(x.reshape(-1, 28, 28))[..., None].astype(np.float32)
+
+
+def binary_images(subset, split: str) -> np.ndarray:
+    """BinaryMNIST ``float32 [n, 32, 32, 1]`` of 0/1: :func:`grey_images` binarized with the split's seed."""
+    seed = subset.static_seed if split == "train" else subset.test_seed
+    return binarize_static(grey_images(subset, split), seed=seed).astype(np.float32)

@@ -1,0 +1,89 @@
+"""The gaps of one trained FC VAE, through the protocol of :mod:`jaxvae.metrics.gaps`.
+
+``gap_fns`` turns :mod:`jaxvae.models.vae` parameters into the ``encode`` / ``log_likelihood`` /
+``decode`` callables the gap functions take: ``encode(x) = (mu(x), sigma(x))`` of q(z|x),
+``log_likelihood(x, z) = sum_pixels log Bernoulli(x; sigmoid(decode(z)))``, ``decode(z)`` the
+Bernoulli means (the reconstructions of the robustness gap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.distributions.bernoulli import bernoulli_log_prob
+from jaxvae.metrics import gaps
+from jaxvae.models import vae
+
+
+def gap_fns(cfg: vae.Config, params: Any):
+    model, vs = vae.VAE(cfg), {"params": params}
+
+    def encode(x):
+        loc, log_var = model.apply(vs, x, method=vae.VAE.encode_params)
+        return loc, jnp.exp(0.5 * log_var)
+
+    def log_likelihood(x, z):
+        lp = bernoulli_log_prob(x, model.apply(vs, z, method=vae.VAE.decode))
+        return jnp.sum(lp.reshape(lp.shape[0], -1), axis=1)
+
+    def decode(z):
+        return jax.nn.sigmoid(model.apply(vs, z, method=vae.VAE.decode))
+
+    return encode, log_likelihood, decode
+
+
+def generalization(key, cfg: vae.Config, params, x_train, x_test, num_samples: int) -> dict[str, float]:
+    encode, ll, _ = gap_fns(cfg, params)
+    return gaps.generalization_gap(key, encode, ll, x_train, x_test, num_samples=num_samples)._asdict()
+
+
+def amortization(key, cfg: vae.Config, params, x, ev) -> dict[str, Any]:
+    encode, ll, _ = gap_fns(cfg, params)
+    r = gaps.amortization_gap(
+        key,
+        encode,
+        ll,
+        x,
+        num_steps=ev.amortization_steps,
+        learning_rate=ev.amortization_lr,
+        num_samples=ev.amortization_samples,
+        record_every=ev.record_every,
+    )
+    se = float(np.std(r.gap, ddof=1) / np.sqrt(len(r.gap)))
+    return {
+        "gap": float(np.mean(r.gap)),
+        "gap_se": se,
+        "elbo_amortized": float(np.mean(r.elbo_amortized)),
+        "elbo_optimized": float(np.mean(r.elbo_optimized)),
+        "trajectory_steps": r.steps.tolist(),
+        "trajectory_mean_elbo": r.trajectory.mean(axis=1).tolist(),
+        "examples": len(r.gap),
+    }
+
+
+def robustness(key, cfg: vae.Config, params, x, ev) -> dict[str, Any]:
+    encode, _, decode = gap_fns(cfg, params)
+    r = gaps.robustness_gap(
+        key,
+        encode,
+        decode,
+        x,
+        num_seeds=ev.robust_seeds,
+        radius=ev.attack_delta,
+        num_steps=ev.attack_steps,
+        step_size=ev.attack_eta,
+    )
+    per_image = r.per_pair.mean(axis=1)
+    return {
+        "gap": r.gap,
+        "gap_se": float(np.std(per_image, ddof=1) / np.sqrt(len(per_image))),
+        "ms_ssim_inputs": float(r.ms_ssim_inputs.mean()),
+        "ms_ssim_recons": float(r.ms_ssim_recons.mean()),
+        "skl": float(np.mean(r.skl)),
+        "examples": int(r.per_pair.shape[0]),
+        "seeds": int(r.per_pair.shape[1]),
+    }
