@@ -23,7 +23,8 @@ One JSON line per measurement on stdout (and ``--out FILE``). Usage::
 Convolutional models (issue 19): ``conv_vae_64x64_dsprites`` (encoder 4 x Conv k4 s2 32-32-64-64,
 Dense 256, latent 10, Bernoulli; decoder mirrored with ConvTranspose) and ``resnet_v2_vae_32x32``
 (the CPU-sized ResNetV2 encoder/decoder of :mod:`jaxvae.nets.resnet`, latent 32, Bernoulli), each
-with a PyTorch twin. ``--conv-impl fast xla`` times the JAX step once per convolution form of
+with a PyTorch twin; ``vaegan_32x32_adversarial``, Rivera's full G+D step, and ``stcvae_64x64``, Chen et al.'s
+β-STCVAE step on the code's net (JAX only). ``--conv-impl fast xla`` times the JAX step once per convolution form of
 :mod:`jaxvae.nets.conv_ops` (``auto``: the platform's default), interleaved with PyTorch in one
 loop. ``--conv-layers`` adds the per-layer section: forward, weight gradient and input gradient of
 each convolution of the 64x64 conv VAE, JAX per form and PyTorch, interleaved::
@@ -255,6 +256,69 @@ def resnet_vae_builder(size: int = 32, latent: int = 32, widths=(32, 32, 32, 32)
 
 
 MODELS["resnet_v2_vae_32x32"] = (resnet_vae_builder(), True)
+
+
+def vaegan_builder() -> Callable[[int], Built]:
+    """Rivera's VAE-GAN at the CPU scale of ``experiments/mog_vaegan`` (ResNetV2 VAE on 32x32 inputs in
+    [-1, 1], PatchGAN, 5000 MAE + population KL + variance regularizer + 100 BCE): ``train`` is the full
+    simultaneous G+D step of :func:`jaxvae.train.adversarial.make_adversarial_step` (one forward, two
+    gradients, two Adam updates); ``eval`` the model's per-example evaluation."""
+    from jaxvae.models import mog_vaegan
+    from jaxvae.train.adversarial import create_adversarial_state, make_adversarial_step
+
+    cfg = mog_vaegan.Config(
+        x_shape=(32, 32, 1),
+        latent_dim=16,
+        enc_widths=(16, 16, 16, 16),
+        dec_widths=(16, 16, 16, 16),
+        enc_blocks=0,
+        dec_blocks=0,
+        bottleneck_channels=4,
+        disc_features=(16, 16, 1),
+        disc_strides=(2, 2, 1),
+    )
+
+    def build(batch_size: int) -> Built:
+        key = jax.random.key(0)
+        params, model_state = mog_vaegan.init(cfg, key)
+        tx = mog_vaegan.make_optimizers(cfg)
+        return Built(
+            state=create_adversarial_state(key, params, model_state, tx),
+            train_step=make_adversarial_step(
+                mog_vaegan.make_adversarial_loss_fn(cfg), tx, compiler_options=COMPILER_OPTIONS
+            ),
+            eval_step=make_eval_step(mog_vaegan.make_eval_fn(cfg), compiler_options=COMPILER_OPTIONS),
+            batch=jax.tree.map(jnp.asarray, mog_vaegan.random_batch(cfg, batch_size)),
+            key=jax.random.key(1),
+        )
+
+    return build
+
+
+MODELS["vaegan_32x32_adversarial"] = (vaegan_builder(), False)
+
+
+def stcvae_builder() -> Callable[[int], Built]:
+    """Chen et al.'s β-STCVAE (s = 2, β = 10, MWS over the batch) on the code's 64x64 conv-MLP net
+    (:mod:`jaxvae.models.stcvae` defaults): the conv VAE step plus the O(B^2 D) total-correlation terms."""
+    from jaxvae.models import stcvae
+
+    cfg = stcvae.Config()
+
+    def batch(b):
+        return {"x": _binary_batch(b, cfg.x_shape)}
+
+    return _engine_builder(
+        lambda k: stcvae.init(cfg, k),
+        stcvae.make_loss_fn(cfg),
+        stcvae.make_eval_fn(cfg),
+        batch,
+        batch,
+        OptimizerConfig(name="adam", learning_rate=1e-3),
+    )
+
+
+MODELS["stcvae_64x64"] = (stcvae_builder(), False)
 
 # The convolutions of conv_vae_64x64_dsprites (per-layer section): input size, channels, kernel, stride,
 # padding, transposed (torch's output_padding for a transposed one).

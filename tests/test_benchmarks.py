@@ -4,6 +4,7 @@ The benchmark is a script that reports figures; this test asserts only that it r
 reports is well formed and internally consistent (no timing thresholds).
 """
 
+import json
 import os
 import sys
 
@@ -215,3 +216,16 @@ def test_torch_conv_twins_have_the_jax_models_parameter_count(name, x_shape):
     net = torch_reference.TORCH_MODELS[name](x.shape[1:])
     n_torch = sum(p.numel() for p in net.parameters())
     assert count_parameters({"params": built.params}, ("params",)) == n_torch
+
+
+@pytest.mark.slow  # compiles a conv paper model's step (the G+D step of ResNetV2 + PatchGAN: ~1 min)
+@pytest.mark.parametrize("model", ["vaegan_32x32_adversarial", "stcvae_64x64"])
+def test_the_paper_models_steps_are_timed_with_their_flops(tmp_path, model):
+    out = tmp_path / "r.jsonl"
+    argv = ["--quick", "--models", model, "--batch-sizes", "4", "--modes", "train", "eval"]
+    bench.main(argv + ["--no-torch", "--no-iw", "--repeats", "1", "--out", str(out)])
+    recs = [json.loads(line) for line in open(out) if '"elbo_throughput"' in line]
+    assert sorted(r["mode"] for r in recs) == ["eval", "train"]
+    train = next(r for r in recs if r["mode"] == "train")
+    assert train["model"] == model and train["examples_per_sec"] > 0
+    assert train["flops_per_example"] > 0 and train["compile_s"] > 0
