@@ -36,7 +36,10 @@ def _reference_tcvae_loss(cfg, params, batch, key):
     return -jnp.mean(beta_tcvae_objective(log_px_z, t, jnp.asarray(cfg.beta, jnp.float32)))
 
 
-@pytest.mark.parametrize("variant", [1, 2, 3])
+# variant 2 (the default) in the default tier; 1 and 3 in the slow tier (each compiles the conv net again)
+@pytest.mark.parametrize(
+    "variant", [pytest.param(1, marks=pytest.mark.slow), 2, pytest.param(3, marks=pytest.mark.slow)]
+)
 def test_granularity_one_is_beta_tcvae_bitwise(variant):
     cfg = dataclasses.replace(SMALL, group_size=1, variant=variant, beta=6.0)
     params, _ = stcvae.init(cfg, 0)

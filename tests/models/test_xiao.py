@@ -53,6 +53,7 @@ def test_training_updates_batch_stats_and_eval_is_per_example():
     assert full["elbo"].shape == (4,) and np.all(full["elbo"] <= 0)
 
 
+@pytest.mark.slow  # ~20 s on the 2-core machine (the conv VAE compiled with the mixture head)
 def test_mixture_likelihood_wiring():
     cfg = dataclasses.replace(CFG, likelihood="logistic_mixture", num_mixtures=2)
     out = jax.random.normal(jax.random.key(0), (2, 8, 8, 6))

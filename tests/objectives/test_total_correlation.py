@@ -193,7 +193,8 @@ def _params_and_data(b=16, x_dim=6, d=5, seed=0):
 
 
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
-@pytest.mark.parametrize("var", [1, 2, 3])
+# variant 2 (the default) in the default tier, 1 and 3 in the slow tier
+@pytest.mark.parametrize("var", [pytest.param(1, marks=pytest.mark.slow), 2, pytest.param(3, marks=pytest.mark.slow)])
 def test_stcvae_with_granularity_one_is_beta_tcvae_bitwise(estimator, var, variant):
     params, x, eps = _params_and_data()
     stc = functools.partial(beta_stcvae_objective, variant=var)

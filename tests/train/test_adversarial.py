@@ -299,7 +299,7 @@ def _sharded_results(tmp: str) -> dict:
         return pickle.load(f)
 
 
-@pytest.mark.parametrize("mode", ["simultaneous", "alternating"])
+@pytest.mark.parametrize("mode", ["simultaneous", pytest.param("alternating", marks=pytest.mark.slow)])
 def test_eight_devices_equal_one_device(tmp_path_factory, mode):
     res = _sharded_results(str(tmp_path_factory.getbasetemp()))
     assert res["n_devices"] == N_DEV
