@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.synthetic_generalization.configs import GapsExperimentConfig
+from jaxvae.data.loader import BatchIterator
 from jaxvae.data.mnist import binarize_static, load_mnist, pad_images, to_unit_float
+from jaxvae.data.synthetic import SyntheticPool, SyntheticPoolIterator
 
 
 def grey_images(subset, split: str) -> np.ndarray:
@@ -25,3 +28,43 @@ def binary_images(subset, split: str) -> np.ndarray:
     """BinaryMNIST ``float32 [n, 32, 32, 1]`` of 0/1: :func:`grey_images` binarized with the split's seed."""
     seed = subset.static_seed if split == "train" else subset.test_seed
     return binarize_static(grey_images(subset, split), seed=seed).astype(np.float32)
+
+
+def member_iterators(cfg: GapsExperimentConfig, x_train: np.ndarray):
+    """One training iterator per seed: the pool's blocks for ``dmaapx``, D_train for the other methods."""
+    n, b = cfg.data.train_examples, cfg.train.batch_size
+    if cfg.method == "dmaapx":
+        pool = SyntheticPool(cfg.pool_dir)
+        return [
+            SyntheticPoolIterator(
+                pool,
+                b,
+                block_size=n,
+                seed=s,
+                num_blocks=cfg.pool_blocks or None,
+                binarize="static",
+                binarize_seed=cfg.pool_binarize_seed,
+            )
+            for s in cfg.seeds
+        ]
+    return [BatchIterator({"x": x_train}, b, seed=s) for s in cfg.seeds]
+
+
+class AddChannel:
+    """Pool batches are ``[B, 32, 32]``; the VAE takes ``[B, 32, 32, 1]``."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        b = next(self.inner)
+        return {"x": b["x"][..., None] if b["x"].ndim == 4 else b["x"]}
+
+    def get_state(self):
+        return self.inner.get_state()
+
+    def set_state(self, s):
+        self.inner.set_state(s)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.synthetic_generalization.configs import GapsExperimentConfig
 from jaxvae.distributions.bernoulli import bernoulli_log_prob
 from jaxvae.metrics import gaps
 from jaxvae.models import vae
@@ -87,3 +88,25 @@ def robustness(key, cfg: vae.Config, params, x, ev) -> dict[str, Any]:
         "examples": int(r.per_pair.shape[0]),
         "seeds": int(r.per_pair.shape[1]),
     }
+
+
+def curve_eval_fn(cfg: GapsExperimentConfig):
+    """Per-member single-draw ELBOs of train and test images in one pass (for the training curves).
+
+    ``eval_fn(stacked_params, stacked_model_state, {"x", "is_train"}, key)``: D_train and D_test are
+    concatenated with an ``is_train`` flag; ``train_elbo_<i> = ELBO * is_train`` summed over the
+    examples and divided by ``|D_train|`` is member ``i``'s mean train ELBO (likewise test).
+    """
+    one = vae.make_eval_fn(cfg.model)
+
+    def eval_fn(params, model_state, batch, key):
+        keys = jax.random.split(key, len(cfg.seeds))
+        elbo = jax.vmap(lambda p, s, k: one(p, s, {"x": batch["x"]}, k)["elbo"])(params, model_state, keys)
+        t = batch["is_train"]
+        out = {}
+        for i in range(len(cfg.seeds)):
+            out[f"train_elbo_{i}"] = elbo[i] * t
+            out[f"test_elbo_{i}"] = elbo[i] * (1.0 - t)
+        return out
+
+    return eval_fn

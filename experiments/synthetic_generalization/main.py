@@ -34,10 +34,10 @@ import numpy as np
 from experiments._common import read_results, run_main, write_results
 from experiments.synthetic_generalization import evaluate
 from experiments.synthetic_generalization.configs import GapsExperimentConfig
-from experiments.synthetic_generalization.data import binary_images
+from experiments.synthetic_generalization.data import AddChannel, binary_images, member_iterators
 from jaxvae.data.augment import AUG_NAIVE, AUG_TUNED, augment
-from jaxvae.data.loader import BatchIterator, StackedIterator, epoch_batches
-from jaxvae.data.synthetic import SyntheticPool, SyntheticPoolIterator
+from jaxvae.data.loader import StackedIterator, epoch_batches
+from jaxvae.data.synthetic import SyntheticPool
 from jaxvae.models import vae
 from jaxvae.train.loop import fit
 from jaxvae.train.multi import make_multi_train_step, member_state, stack_states
@@ -59,67 +59,6 @@ def make_loss_fn(cfg: GapsExperimentConfig):
     return loss_fn
 
 
-def member_iterators(cfg: GapsExperimentConfig, x_train: np.ndarray):
-    n, b = cfg.data.train_examples, cfg.train.batch_size
-    if cfg.method == "dmaapx":
-        pool = SyntheticPool(cfg.pool_dir)
-        return [
-            SyntheticPoolIterator(
-                pool,
-                b,
-                block_size=n,
-                seed=s,
-                num_blocks=cfg.pool_blocks or None,
-                binarize="static",
-                binarize_seed=cfg.pool_binarize_seed,
-            )
-            for s in cfg.seeds
-        ]
-    return [BatchIterator({"x": x_train}, b, seed=s) for s in cfg.seeds]
-
-
-def curve_eval_fn(cfg: GapsExperimentConfig):
-    """Per-member single-draw ELBOs of train and test images in one pass (for the training curves).
-
-    ``eval_fn(stacked_params, stacked_model_state, {"x", "is_train"}, key)``: D_train and D_test are
-    concatenated with an ``is_train`` flag; ``train_elbo_<i> = ELBO * is_train`` summed over the
-    examples and divided by ``|D_train|`` is member ``i``'s mean train ELBO (likewise test).
-    """
-    one = vae.make_eval_fn(cfg.model)
-
-    def eval_fn(params, model_state, batch, key):
-        keys = jax.random.split(key, len(cfg.seeds))
-        elbo = jax.vmap(lambda p, s, k: one(p, s, {"x": batch["x"]}, k)["elbo"])(params, model_state, keys)
-        t = batch["is_train"]
-        out = {}
-        for i in range(len(cfg.seeds)):
-            out[f"train_elbo_{i}"] = elbo[i] * t
-            out[f"test_elbo_{i}"] = elbo[i] * (1.0 - t)
-        return out
-
-    return eval_fn
-
-
-class _AddChannel:
-    """Pool batches are ``[B, 32, 32]``; the VAE takes ``[B, 32, 32, 1]``."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        b = next(self.inner)
-        return {"x": b["x"][..., None] if b["x"].ndim == 4 else b["x"]}
-
-    def get_state(self):
-        return self.inner.get_state()
-
-    def set_state(self, s):
-        self.inner.set_state(s)
-
-
 def run(cfg: GapsExperimentConfig, workdir: str) -> dict[str, Any]:
     x_train = binary_images(cfg.data, "train")
     x_test = binary_images(cfg.data, "test")
@@ -130,7 +69,7 @@ def run(cfg: GapsExperimentConfig, workdir: str) -> dict[str, Any]:
         states.append(create_train_state(k_run, *vae.init(cfg.model, k_init), optimizer))
     state = stack_states(states)
     step_fn = make_multi_train_step(make_loss_fn(cfg), optimizer, batch_axes=0)
-    iterator = _AddChannel(StackedIterator(member_iterators(cfg, x_train)))
+    iterator = AddChannel(StackedIterator(member_iterators(cfg, x_train)))
     steps_per_epoch = cfg.data.train_examples // cfg.train.batch_size
     run_cfg = {"model": cfg.model, "optim": cfg.optim, "data": cfg.data, "method": cfg.method, "seeds": cfg.seeds}
     if cfg.method == "dmaapx":
@@ -142,7 +81,7 @@ def run(cfg: GapsExperimentConfig, workdir: str) -> dict[str, Any]:
         "x": np.concatenate([x_train, x_test]),
         "is_train": np.concatenate([np.ones(len(x_train)), np.zeros(len(x_test))]).astype(np.float32),
     }
-    curve_step = jax.jit(curve_eval_fn(cfg))
+    curve_step = jax.jit(evaluate.curve_eval_fn(cfg))
     key = jax.random.key(7)
     curve_path = os.path.join(workdir, "curve.json")
     curve = json.load(open(curve_path)) if os.path.exists(curve_path) else []

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.synthetic_generalization import evaluate as xevaluate
 from experiments.synthetic_generalization import main as xmain
 from experiments.synthetic_generalization import summarize
 from experiments.synthetic_generalization.configs import GapEval, GapsExperimentConfig, Subset
@@ -49,7 +50,7 @@ def test_curve_eval_fn_splits_train_and_test_per_member():
     x = _x(6)
     t = np.array([1, 1, 1, 1, 0, 0], np.float32)
     key = jax.random.key(4)
-    out = xmain.curve_eval_fn(CFG)(params, {}, {"x": x, "is_train": t}, key)
+    out = xevaluate.curve_eval_fn(CFG)(params, {}, {"x": x, "is_train": t}, key)
     keys = jax.random.split(key, 2)
     for i, (p, ms) in enumerate(states):
         elbo = vae.make_eval_fn(MODEL)(p, ms, {"x": x}, keys[i])["elbo"]
