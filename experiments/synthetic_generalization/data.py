@@ -4,16 +4,23 @@ BinaryMNIST here is one fixed-seed stochastic binarization ``b = 1[u < x]`` of t
 (:func:`jaxvae.data.mnist.binarize_static`; not the Larochelle file). The synthetic pool is binarized
 by the same rule (:class:`jaxvae.data.synthetic.SyntheticPool`, ``binarize="static"``), so real and
 synthetic images go through the same grey -> Bernoulli step; the diffusion model trains on greys.
+
+What each Table 7 method feeds the VAE: :func:`member_iterators` (D_train repeats, or the pool's blocks for
+DMaaPx, one iterator per seed) and :func:`make_loss_fn` (the augmentation baselines augment each batch
+inside the compiled step).
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from experiments.synthetic_generalization.configs import GapsExperimentConfig
+from jaxvae.data.augment import AUG_NAIVE, AUG_TUNED, augment
 from jaxvae.data.loader import BatchIterator
 from jaxvae.data.mnist import binarize_static, load_mnist, pad_images, to_unit_float
 from jaxvae.data.synthetic import SyntheticPool, SyntheticPoolIterator
+from jaxvae.models import vae
 
 
 def grey_images(subset, split: str) -> np.ndarray:
@@ -68,3 +75,17 @@ class AddChannel:
 
     def set_state(self, s):
         self.inner.set_state(s)
+
+
+def make_loss_fn(cfg: GapsExperimentConfig):
+    """The VAE's negative ELBO; for the augmentation baselines the batch is augmented first (on the device)."""
+    base = vae.make_loss_fn(cfg.model)
+    if cfg.method not in ("aug_naive", "aug_tuned"):
+        return base
+    aug = (AUG_NAIVE if cfg.method == "aug_naive" else AUG_TUNED).with_probability(cfg.aug_probability)
+
+    def loss_fn(params, model_state, batch, key, *, step=0):
+        k_aug, k_elbo = jax.random.split(key)
+        return base(params, model_state, {"x": augment(k_aug, batch["x"], aug)}, k_elbo, step=step)
+
+    return loss_fn

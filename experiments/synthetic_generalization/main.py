@@ -34,8 +34,7 @@ import numpy as np
 from experiments._common import read_results, run_main, write_results
 from experiments.synthetic_generalization import evaluate
 from experiments.synthetic_generalization.configs import GapsExperimentConfig
-from experiments.synthetic_generalization.data import AddChannel, binary_images, member_iterators
-from jaxvae.data.augment import AUG_NAIVE, AUG_TUNED, augment
+from experiments.synthetic_generalization.data import AddChannel, binary_images, make_loss_fn, member_iterators
 from jaxvae.data.loader import StackedIterator, epoch_batches
 from jaxvae.data.synthetic import SyntheticPool
 from jaxvae.models import vae
@@ -43,20 +42,6 @@ from jaxvae.train.loop import fit
 from jaxvae.train.multi import make_multi_train_step, member_state, stack_states
 from jaxvae.train.optim import make_optimizer
 from jaxvae.train.steps import create_train_state
-
-
-def make_loss_fn(cfg: GapsExperimentConfig):
-    """The VAE's negative ELBO; for the augmentation baselines the batch is augmented first (on the device)."""
-    base = vae.make_loss_fn(cfg.model)
-    if cfg.method not in ("aug_naive", "aug_tuned"):
-        return base
-    aug = (AUG_NAIVE if cfg.method == "aug_naive" else AUG_TUNED).with_probability(cfg.aug_probability)
-
-    def loss_fn(params, model_state, batch, key, *, step=0):
-        k_aug, k_elbo = jax.random.split(key)
-        return base(params, model_state, {"x": augment(k_aug, batch["x"], aug)}, k_elbo, step=step)
-
-    return loss_fn
 
 
 def run(cfg: GapsExperimentConfig, workdir: str) -> dict[str, Any]:
