@@ -21,12 +21,19 @@ stride-1 convolution whose kernel stacks the sub-kernels along the output channe
 
 * strided convolution (``window_strides = s``): forward as XLA's; input gradient = the
   lhs-dilated convolution of the cotangent with the flipped, I/O-swapped kernel, by phases;
-  weight gradient XLA's, or an im2col (``K_h K_w`` strided slices, one matmul) when the input has
-  few channels, where XLA's weight gradient is slow;
+  weight gradient by space-to-depth and one GEMM (:func:`strided_weight_grad`), an im2col, or XLA's;
 * transposed convolution (``lhs_dilation = s``): forward by phases; input gradient = a strided
   convolution of the cotangent (XLA's, fast); weight gradient = the weight gradient of the
-  stride-1 phase convolution, un-stacked. With at most :data:`PHASE_MIN_OUT_CHANNELS` output
-  channels (an image-emitting layer) the forward and weight gradient stay XLA's, measured faster.
+  stride-1 phase convolution as one GEMM (:func:`stride1_weight_grad`), un-stacked. With at most
+  :data:`PHASE_MIN_OUT_CHANNELS` output channels (an image-emitting layer) the forward stays XLA's.
+
+**Weight gradients as one GEMM.** XLA:CPU computes a weight gradient as a convolution whose window
+is the whole cotangent image, and a matrix product that contracts the leading (pixel) axes of both
+operands, at a fraction of its matmul rate. :func:`stride1_weight_grad` writes the stride-1 weight
+gradient as a plain ``[T m, N] @ [N, n]`` product over the ``N`` flattened pixels, where the ``T``
+kernel taps become shifts of the flat pixel index of the operand with fewer channels ``m``; a strided
+convolution first becomes a stride-1 one by space-to-depth. Which form ``"auto"`` takes per layer was
+measured (``_auto_weight_grad``).
 
 ``impl``: ``"auto"`` uses this form on the CPU backend and :func:`jax.lax.conv_general_dilated`
 elsewhere (GPU/TPU libraries handle dilations themselves); ``"fast"`` forces this form (an error
@@ -48,11 +55,15 @@ import numpy as np
 from jax import lax
 
 IMPLS = ("auto", "fast", "xla")
+WEIGHT_GRADS = ("auto", "xla", "im2col", "phase", "gemm")
 NHWC = ("NHWC", "HWIO", "NHWC")
 # im2col weight gradients below this many input channels (measured on the 2-core CPU: XLA's weight
 # gradient of a 64x64x1 -> 32 stride-2 convolution is 2-3x slower than the im2col, at 32 channels the
 # im2col is the slower one; benchmarks/README.md)
 IM2COL_MAX_IN_CHANNELS = 4
+# strided convolutions on inputs of at least this many pixels take the GEMM weight gradient under "auto"
+# (64x64 and 32x32 layers of the paper models; at 16x16 and below XLA's measured as fast or faster)
+GEMM_MIN_PIXELS = 32 * 32
 # A transposed convolution with this many output channels or fewer (an image-emitting last layer) keeps
 # XLA's forward and weight gradient: its phase kernel has only s*s*C_out outputs, and XLA's dilated
 # form measured faster there (64x64 decoder's 32 -> 1 layer, batch 64: weight gradient 29 ms vs 120 ms)
@@ -103,12 +114,14 @@ def _plain(x, w, strides, pads, lhs_dilation=(1, 1), precision=None):
 
 
 def dilated_conv_by_phases(
-    x: jax.Array, w: jax.Array, dilation: Sequence[int], pads: Sequence[tuple[int, int]], precision=None
+    x: jax.Array, w: jax.Array, dilation: Sequence[int], pads: Sequence[tuple[int, int]], precision=None, conv=None
 ) -> jax.Array:
     """``lax.conv_general_dilated(x, w, (1, 1), pads, lhs_dilation=dilation)`` as one stride-1 conv.
 
     ``x [B, H, W, C_in]``, ``w [K_h, K_w, C_in, C_out]``; see the module docstring for the
-    decomposition. Differentiable by ordinary autodiff (pads, crops, reshapes and a stride-1 conv).
+    decomposition. Differentiable by ordinary autodiff (pads, crops, reshapes and a stride-1 conv);
+    ``conv(x, w)``, if given, replaces that stride-1 'VALID' convolution (same maths, e.g.
+    :func:`_stride1_conv` with its GEMM weight gradient).
     """
     b, cin, cout = x.shape[0], x.shape[3], w.shape[3]
     in_pads, crops, ms, qs = [], [], [], []
@@ -130,7 +143,8 @@ def dilated_conv_by_phases(
     wp = jnp.pad(w, ((0, mh * sh - w.shape[0]), (0, mw * sw - w.shape[1]), (0, 0), (0, 0)))
     wp = wp.reshape(mh, sh, mw, sw, cin, cout)[:, ::-1, :, ::-1]
     wp = wp.transpose(0, 2, 4, 1, 3, 5).reshape(mh, mw, cin, sh * sw * cout)
-    z = _plain(_crop_pad(x, in_pads), wp, (1, 1), "VALID", precision=precision)
+    xin = _crop_pad(x, in_pads)
+    z = _plain(xin, wp, (1, 1), "VALID", precision=precision) if conv is None else conv(xin, wp)
     z = z.reshape(b, qs[0], qs[1], sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
     z = z.reshape(b, qs[0] * sh, qs[1] * sw, cout)
     (oh, th), (ow, tw) = crops
@@ -152,6 +166,92 @@ def _im2col_weight_grad(x, dy, kernel_hw, strides, pads, precision=None):
     patches = jnp.stack(cols, axis=3).reshape(-1, kh * kw * x.shape[3])
     dw = jnp.matmul(patches.T, dy.reshape(-1, dy.shape[3]), precision=precision)
     return dw.reshape(kh, kw, x.shape[3], dy.shape[3])
+
+
+def stride1_weight_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], precision=None) -> jax.Array:
+    """``dL/dw`` of the stride-1 'VALID' convolution ``y = conv(x, w)`` as **one** matrix product.
+
+    ``x [B, H, W, C]``, ``dy [B, H - K_h + 1, W - K_w + 1, O]`` -> ``[K_h, K_w, C, O]``.
+
+    Flatten the pixels, ``n = (b H + h) W + w``: ``X = x.reshape(B H W, C)`` and ``D`` = ``dy`` zero-padded
+    to ``H x W`` then flattened to ``[B H W, O]``. Tap ``(i, j)`` is a shift of the flat index by
+    ``s = i W + j``, and a shifted pixel never crosses into another row or image where ``D`` is
+    non-zero, so::
+
+        dw[i, j] = sum_n X[n + s]^T D[n] = sum_m X[m]^T D[m - s]
+
+    The operand with fewer channels is the one shifted: its ``K_h K_w`` shifted copies, transposed, are
+    stacked into the left factor ``[K_h K_w min(C, O), B H W]``, and the other stays in its natural
+    row-major ``[B H W, max(C, O)]`` layout as the right factor. That is a plain (non-transposed) GEMM
+    with a long contraction, which XLA:CPU runs near its matmul rate, where its own weight gradient (a
+    convolution whose window is the whole image) and a product contracting the leading axes of both
+    operands run 3-10x slower. The zero padding of ``dy`` costs ``H W / (H_out W_out)`` extra
+    multiply-adds (1.1-1.3x for the 4x4/stride-2 layers of the paper models after :func:`strided_weight_grad`).
+    """
+    b, h, w, c = x.shape
+    kh, kw = (int(k) for k in kernel_hw)
+    oh, ow, o = dy.shape[1], dy.shape[2], dy.shape[3]
+    if (oh, ow) != (h - kh + 1, w - kw + 1) or dy.shape[0] != b:
+        raise ValueError(
+            f"`dy` must be [{b}, {h - kh + 1}, {w - kw + 1}, O] for x {x.shape}, kernel {kernel_hw}; got {dy.shape}."
+        )
+    n = b * h * w
+    shifts = [i * w + j for i in range(kh) for j in range(kw)]
+    smax = shifts[-1]
+    d = jnp.pad(dy, ((0, 0), (0, h - oh), (0, w - ow), (0, 0))).reshape(n, o)
+    xf = x.reshape(n, c)
+    if o <= c:
+        # dw[t]^T = sum_m D[m - s_t]^T X[m]: shift D (column m + smax of dt is D[m])
+        dt = jnp.pad(d.T, ((0, 0), (smax, 0)))
+        left = jnp.concatenate([dt[:, smax - s : smax - s + n] for s in shifts], axis=0)
+        prod = jnp.matmul(left, xf, precision=precision)  # [T O, C]
+        return prod.reshape(kh, kw, o, c).transpose(0, 1, 3, 2)
+    xt = jnp.pad(xf.T, ((0, 0), (0, smax)))
+    left = jnp.concatenate([xt[:, s : s + n] for s in shifts], axis=0)
+    return jnp.matmul(left, d, precision=precision).reshape(kh, kw, c, o)  # [T C, O]
+
+
+def strided_weight_grad(x, dy, kernel_hw, strides, pads, precision=None):
+    """``dL/dw`` of ``conv(x, w, strides, pads)`` by space-to-depth and :func:`stride1_weight_grad`.
+
+    With stride ``s`` and ``M = ceil(K / s)`` taps per axis, ``x_s[b, i, j, (p, q, c)] = x_pad[b, s i + p,
+    s j + q, c]`` turns the strided convolution into a stride-1 ``M x M`` convolution of ``x_s`` with
+    the kernel ``w_s[a, e, (p, q, c)] = w[s a + p, s e + q, c]`` (taps beyond ``K`` zero; phases
+    ``p >= K`` dropped); its weight gradient, rearranged and cropped to ``K``, is the strided one.
+    """
+    kh, kw = kernel_hw
+    (sh, sw), (oh, ow) = strides, dy.shape[1:3]
+    mh, mw = -(-kh // sh), -(-kw // sw)
+    hs, ws = oh + mh - 1, ow + mw - 1
+    xp = _crop_pad(x, pads)
+    xp = _crop_pad(xp, ((0, sh * hs - xp.shape[1]), (0, sw * ws - xp.shape[2])))
+    b, c = x.shape[0], x.shape[3]
+    ph, pw = min(sh, kh), min(sw, kw)  # phases p >= K meet no tap (a 1x1 stride-2 kernel reads 1 of 4)
+    xs = xp.reshape(b, hs, sh, ws, sw, c)[:, :, :ph, :, :pw]
+    xs = xs.transpose(0, 1, 3, 2, 4, 5).reshape(b, hs, ws, ph * pw * c)
+    dws = stride1_weight_grad(xs, dy, (mh, mw), precision)
+    # tap s a + p; when p < s is cut (K < s), M = 1 and the index is p alone
+    dws = dws.reshape(mh, mw, ph, pw, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(mh * ph, mw * pw, c, -1)
+    return dws[:kh, :kw]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _stride1_conv(x, w, precision=None):
+    """Stride-1 'VALID' convolution whose weight gradient is :func:`stride1_weight_grad`."""
+    return _plain(x, w, (1, 1), "VALID", precision=precision)
+
+
+def _stride1_conv_fwd(x, w, precision):
+    return _stride1_conv(x, w, precision), (x, w)
+
+
+def _stride1_conv_bwd(precision, res, dy):
+    x, w = res
+    dx = jax.vjp(lambda u: _plain(u, w, (1, 1), "VALID", precision=precision), x)[1](dy)[0]
+    return dx, stride1_weight_grad(x, dy, w.shape[:2], precision)
+
+
+_stride1_conv.defvjp(_stride1_conv_fwd, _stride1_conv_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
@@ -177,6 +277,9 @@ def _fast_conv_bwd(strides, pads, lhs_dilation, weight_grad, precision, res, dy)
         dx = _plain(_crop_pad(dy, dpads), _flip_io(w), lhs_dilation, "VALID", precision=precision)
         if weight_grad == "xla":
             dw = jax.vjp(lambda v: _plain(x, v, (1, 1), pads, lhs_dilation, precision), w)[1](dy)[0]
+        elif weight_grad == "gemm":
+            conv_s1 = functools.partial(_stride1_conv, precision=precision)
+            dw = jax.vjp(lambda v: dilated_conv_by_phases(x, v, lhs_dilation, pads, conv=conv_s1), w)[1](dy)[0]
         else:
             dw = jax.vjp(lambda v: dilated_conv_by_phases(x, v, lhs_dilation, pads, precision), w)[1](dy)[0]
         return dx, dw
@@ -188,6 +291,8 @@ def _fast_conv_bwd(strides, pads, lhs_dilation, weight_grad, precision, res, dy)
     dx = dilated_conv_by_phases(dy, _flip_io(w), strides, dpads, precision)
     if weight_grad == "im2col":
         dw = _im2col_weight_grad(x, dy, k, strides, pads, precision)
+    elif weight_grad == "gemm":
+        dw = strided_weight_grad(x, dy, k, strides, pads, precision)
     else:
         dw = jax.vjp(lambda v: _plain(x, v, strides, pads, precision=precision), w)[1](dy)[0]
     return dx, dw
@@ -244,14 +349,16 @@ def conv_general_dilated(
 ) -> jax.Array:
     """Drop-in for :func:`jax.lax.conv_general_dilated` (same arguments) with the fast backward pass.
 
-    ``impl`` selects the form (module docstring); ``weight_grad`` the strided convolution's weight
-    gradient (``"auto"``: im2col below :data:`IM2COL_MAX_IN_CHANNELS` input channels, else XLA's;
-    ``"xla"``; ``"im2col"``) or the transposed convolution's (``"auto"``/``"phase"``: by phases;
-    ``"xla"``). With ``impl="auto"`` arguments the fast form does not cover go to ``lax``.
+    ``impl`` selects the form (module docstring); ``weight_grad`` the form of the weight gradient:
+    ``"gemm"`` (one matrix product: :func:`strided_weight_grad` for strided convolutions, the phase
+    form with :func:`stride1_weight_grad` for transposed ones), ``"im2col"`` (strided only),
+    ``"phase"`` (transposed only: autodiff of the phase form), ``"xla"``, or ``"auto"`` (per layer,
+    what measured fastest on XLA:CPU: ``_auto_weight_grad``). With ``impl="auto"`` arguments the fast
+    form does not cover go to ``lax``.
     """
     chosen = _resolve_impl(impl)
-    if weight_grad not in ("auto", "xla", "im2col", "phase"):
-        raise ValueError(f"`weight_grad` must be 'auto', 'xla', 'im2col' or 'phase'; got {weight_grad!r}.")
+    if weight_grad not in WEIGHT_GRADS:
+        raise ValueError(f"`weight_grad` must be one of {WEIGHT_GRADS}; got {weight_grad!r}.")
     strides = _pairs("window_strides", window_strides, max(lhs.ndim - 2, 0))
     lhs_dil = _pairs("lhs_dilation", lhs_dilation, max(lhs.ndim - 2, 0))
     rhs_dil = _pairs("rhs_dilation", rhs_dilation, max(lhs.ndim - 2, 0))
@@ -286,10 +393,7 @@ def conv_general_dilated(
             raise ValueError(f"`padding` must hold 2 (low, high) pairs for a 2-D convolution; got {padding!r}.")
     pads = tuple((int(lo), int(hi)) for lo, hi in pads)
     if weight_grad == "auto":
-        if max(lhs_dil) > 1:
-            weight_grad = "phase" if rhs.shape[3] > PHASE_MIN_OUT_CHANNELS else "xla"
-        else:
-            weight_grad = "im2col" if lhs.shape[3] <= IM2COL_MAX_IN_CHANNELS else "xla"
+        weight_grad = _auto_weight_grad(lhs.shape, rhs.shape, strides, lhs_dil)
     elif weight_grad == "im2col" and max(lhs_dil) > 1:
         raise ValueError("`weight_grad='im2col'` is for strided convolutions; use 'phase' or 'xla'.")
     elif weight_grad == "phase" and max(lhs_dil) == 1:
@@ -297,6 +401,26 @@ def conv_general_dilated(
     if lhs.dtype != rhs.dtype:
         raise ValueError(f"`lhs` and `rhs` must share a dtype; got {lhs.dtype} and {rhs.dtype}.")
     return _fast_conv(lhs, rhs, strides, pads, lhs_dil, weight_grad, _hashable(precision))
+
+
+def _auto_weight_grad(x_shape, w_shape, strides, lhs_dil) -> str:
+    """The weight-gradient form measured fastest on XLA:CPU for this layer (benchmarks/README.md).
+
+    Transposed convolutions: always the GEMM (2-10x XLA's and the phase autodiff). Strided ones with a
+    kernel at least the stride, on inputs of at least :data:`GEMM_MIN_PIXELS` pixels: the GEMM after
+    space-to-depth (smaller inputs: XLA's, whose direct loop wins when the im2col copies dominate).
+    A 1x1 strided kernel reads a subsampled input: one slice and one matmul (im2col). Stride 1: XLA's,
+    except for inputs of at most :data:`IM2COL_MAX_IN_CHANNELS` channels (im2col).
+    """
+    if max(lhs_dil) > 1:
+        return "gemm"
+    k, pixels = w_shape[:2], x_shape[1] * x_shape[2]
+    if max(strides) > 1:
+        if max(k) == 1:
+            return "im2col"
+        if min(k[0] - strides[0], k[1] - strides[1]) >= 0 and pixels >= GEMM_MIN_PIXELS:
+            return "gemm"
+    return "im2col" if x_shape[3] <= IM2COL_MAX_IN_CHANNELS else "xla"
 
 
 def _hashable(precision):

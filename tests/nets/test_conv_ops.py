@@ -34,7 +34,11 @@ def _check_vjp(f, ref, x, w, grad_atol=1e-3):
 # The full grid is the slow tier; the default tier runs a subset that still covers every option.
 STRIDED_ALL = list(
     itertools.product(
-        [(9, 8), (7, 7)], [1, 3, 4], [1, 2, 3], ["SAME", "VALID", ((1, 2), (0, 1)), ((2, 0), (3, 1))], ["xla", "im2col"]
+        [(9, 8), (7, 7)],
+        [1, 3, 4],
+        [1, 2, 3],
+        ["SAME", "VALID", ((1, 2), (0, 1)), ((2, 0), (3, 1))],
+        ["xla", "im2col", "gemm"],
     )
 )
 STRIDED_QUICK = [
@@ -44,6 +48,10 @@ STRIDED_QUICK = [
     ((9, 8), 3, 1, "SAME", "im2col"),
     ((7, 7), 4, 3, ((2, 0), (3, 1)), "xla"),
     ((9, 8), 3, 2, ((1, 2), (0, 1)), "im2col"),
+    ((9, 8), 4, 2, "SAME", "gemm"),
+    ((7, 7), 1, 2, "SAME", "gemm"),  # kernel smaller than the stride: phases p >= K dropped
+    ((9, 8), 4, 3, ((2, 0), (3, 1)), "gemm"),  # M = 2 taps per axis, padding cropped to s * (H_out + M - 1)
+    ((7, 7), 3, 1, "VALID", "gemm"),
 ]
 STRIDED = [pytest.param(*c, marks=pytest.mark.slow) for c in STRIDED_ALL if c not in STRIDED_QUICK] + STRIDED_QUICK
 
@@ -63,13 +71,19 @@ def test_strided_conv_matches_lax(hw, k, s, pad, weight_grad):
 
 DILATED_ALL = list(
     itertools.product(
-        [(5, 4), (6, 6)], [1, 3, 4], [2, 3], [((1, 2), (2, 1)), ((3, 3), (0, 0)), ((0, 4), (-1, 2))], ["xla", "phase"]
+        [(5, 4), (6, 6)],
+        [1, 3, 4],
+        [2, 3],
+        [((1, 2), (2, 1)), ((3, 3), (0, 0)), ((0, 4), (-1, 2))],
+        ["xla", "phase", "gemm"],
     )
 )
 DILATED_QUICK = [
     ((5, 4), 4, 2, ((1, 2), (2, 1)), "phase"),
     ((6, 6), 3, 2, ((3, 3), (0, 0)), "xla"),
     ((5, 4), 3, 3, ((0, 4), (-1, 2)), "phase"),
+    ((5, 4), 4, 2, ((1, 2), (2, 1)), "gemm"),
+    ((6, 6), 3, 3, ((0, 4), (-1, 2)), "gemm"),
 ]
 DILATED = [pytest.param(*c, marks=pytest.mark.slow) for c in DILATED_ALL if c not in DILATED_QUICK] + DILATED_QUICK
 
@@ -87,6 +101,27 @@ def test_lhs_dilated_conv_matches_lax(hw, k, s, pad, weight_grad):
         )
 
     _check_vjp(jax.jit(fast), ref, x, w)
+
+
+@pytest.mark.parametrize("cin,cout", [(6, 2), (2, 6)])  # both branches: dy shifted (O <= C), x shifted (C < O)
+def test_stride1_weight_grad_equals_autodiff(cin, cout):
+    x, w = _rand(10, (3, 7, 6, cin)), _rand(11, (3, 2, cin, cout))
+    dy = _rand(12, (3, 5, 5, cout))
+    ref = jax.vjp(lambda v: lax.conv_general_dilated(x, v, (1, 1), "VALID", dimension_numbers=NHWC), w)[1](dy)[0]
+    np.testing.assert_allclose(conv_ops.stride1_weight_grad(x, dy, (3, 2)), ref, rtol=RTOL, atol=1e-3)
+    with pytest.raises(ValueError, match="`dy` must be"):
+        conv_ops.stride1_weight_grad(x, dy[:, :4], (3, 2))
+
+
+def test_auto_weight_grad_choice():
+    """The per-layer choice of weight_grad='auto' (the measured rule of _auto_weight_grad)."""
+    choose = conv_ops._auto_weight_grad
+    assert choose((64, 16, 16, 32), (4, 4, 32, 64), (1, 1), (2, 2)) == "gemm"  # any transposed convolution
+    assert choose((64, 64, 64, 1), (4, 4, 1, 32), (2, 2), (1, 1)) == "gemm"  # strided, >= 32x32 pixels
+    assert choose((64, 16, 16, 32), (4, 4, 32, 64), (2, 2), (1, 1)) == "xla"  # strided, small input
+    assert choose((64, 32, 32, 16), (1, 1, 16, 16), (2, 2), (1, 1)) == "im2col"  # 1x1 strided: a subsampling
+    assert choose((64, 32, 32, 16), (3, 3, 16, 16), (1, 1), (1, 1)) == "xla"  # stride 1
+    assert choose((64, 32, 32, 1), (3, 3, 1, 16), (1, 1), (1, 1)) == "im2col"  # stride 1, few input channels
 
 
 def test_dilated_conv_by_phases_differs_per_phase():
