@@ -22,12 +22,13 @@ One JSON line per measurement on stdout (and ``--out FILE``). Usage::
 
 Convolutional models (issue 19): ``conv_vae_64x64_dsprites`` (encoder 4 x Conv k4 s2 32-32-64-64,
 Dense 256, latent 10, Bernoulli; decoder mirrored with ConvTranspose) and ``resnet_v2_vae_32x32``
-(the CPU-sized ResNetV2 encoder/decoder of :mod:`jaxvae.nets.resnet`, latent 32, Bernoulli), each
-with a PyTorch twin; ``vaegan_32x32_adversarial``, Rivera's full G+D step, and ``stcvae_64x64``, Chen et al.'s
-β-STCVAE step on the code's net (JAX only). ``--conv-impl fast xla`` times the JAX step once per convolution form of
-:mod:`jaxvae.nets.conv_ops` (``auto``: the platform's default), interleaved with PyTorch in one
-loop. ``--conv-layers`` adds the per-layer section: forward, weight gradient and input gradient of
-each convolution of the 64x64 conv VAE, JAX per form and PyTorch, interleaved::
+(the CPU-sized ResNetV2 encoder/decoder of :mod:`jaxvae.nets.resnet`, latent 32, Bernoulli) and
+``vaegan_32x32_adversarial``, Rivera's full simultaneous G+D step (ResNetV2 VAE + PatchGAN), each with a
+PyTorch twin; ``stcvae_64x64``, Chen et al.'s β-STCVAE step on the code's net (JAX only).
+``--conv-impl fast xla`` times the JAX step once per convolution form of :mod:`jaxvae.nets.conv_ops`
+(``auto``: the platform's default), interleaved with PyTorch in one loop. ``--conv-layers`` adds the
+per-layer section: forward, weight gradient and input gradient of each convolution of the 64x64 conv VAE,
+JAX per form and PyTorch, interleaved::
 
     python benchmarks/elbo_throughput.py --models conv_vae_64x64_dsprites --batch-sizes 64 256 \
         --modes train --conv-impl fast xla --conv-layers --no-iw --torch-threads 2
@@ -295,7 +296,7 @@ def vaegan_builder() -> Callable[[int], Built]:
     return build
 
 
-MODELS["vaegan_32x32_adversarial"] = (vaegan_builder(), False)
+MODELS["vaegan_32x32_adversarial"] = (vaegan_builder(), True)
 
 
 def stcvae_builder() -> Callable[[int], Built]:

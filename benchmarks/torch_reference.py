@@ -8,8 +8,13 @@
   (widths 32-32-32-32, one identity block per stage, bottleneck 8 channels, latent 32,
   LayerNorm over (H, W) on the input, pre-activation BatchNorm-ReLU-conv blocks, 3x3 stride-2
   transposed convolutions with ``output_padding=1`` for 'SAME' upsampling); Bernoulli.
+* ``vaegan_32x32_adversarial``: Rivera's VAE-GAN at the CPU scale of ``experiments/mog_vaegan``
+  (ResNetV2 VAE widths 16, no identity blocks, bottleneck 4, latent 16, linear output; PatchGAN
+  16-16-1, strides 2-2-1, kernel 3, BatchNorm after every convolution, LeakyReLU 0.3, dropout 0.25)
+  and its objective (5000 MAE + population KL of the batch means + 0.1 variance regularizer + 100
+  non-saturating BCE), both players updated simultaneously from one forward pass, Adam(5e-4, b1 0.5).
 
-All the same objective same objective (one reparameterised sample, Bernoulli log-likelihood summed over
+The VAEs share one objective (one reparameterised sample, Bernoulli log-likelihood summed over
 pixels, analytic Gaussian KL, batch-mean ELBO) and the same optimizer (Adam, lr 1e-3) as the JAX
 model it is timed against. Eager mode, PyTorch's default intra-op threads. ``bench`` extra only.
 
@@ -123,20 +128,22 @@ class _UpBlock(nn.Module):
 class TorchResNetV2VAE(nn.Module):
     """The CPU-sized ResNetV2 VAE of :mod:`jaxvae.nets.resnet` (32x32x1, latent 32), NCHW."""
 
-    def __init__(self, size=32, in_ch=1, z_dim=32, widths=(32, 32, 32, 32), bottleneck=8):
+    def __init__(self, size=32, in_ch=1, z_dim=32, widths=(32, 32, 32, 32), bottleneck=8, blocks=1):
         super().__init__()
         stages = len(widths) - 1
         g = size // 2**stages
         enc = [nn.LayerNorm([size, size], eps=1e-3), nn.Conv2d(in_ch, widths[0], 3, padding=1)]
         for s in range(stages):
-            enc += [_Bottleneck(widths[s], widths[s], 1, False), _Bottleneck(widths[s], widths[s + 1], 2, True)]
+            enc += [_Bottleneck(widths[s], widths[s], 1, False) for _ in range(blocks)]
+            enc += [_Bottleneck(widths[s], widths[s + 1], 2, True)]
         enc += [nn.Conv2d(widths[-1], bottleneck, 1), nn.Flatten(), nn.Linear(bottleneck * g * g, 2 * z_dim)]
         self.enc = nn.Sequential(*enc)
         self.grid = (bottleneck, g, g)
         self.dense = nn.Linear(z_dim, bottleneck * g * g)
         dec = [nn.Conv2d(bottleneck, widths[0], 3, padding=1)]
         for s in range(stages):
-            dec += [_Bottleneck(widths[s], widths[s], 1, False), _UpBlock(widths[s], widths[s + 1])]
+            dec += [_Bottleneck(widths[s], widths[s], 1, False) for _ in range(blocks)]
+            dec += [_UpBlock(widths[s], widths[s + 1])]
         dec += [nn.Conv2d(widths[-1], in_ch, 1)]
         self.dec = nn.Sequential(*dec)
 
@@ -147,10 +154,51 @@ class TorchResNetV2VAE(nn.Module):
         return _bernoulli_elbo(self, x)
 
 
+class TorchPatchGAN(nn.Module):
+    """:class:`jaxvae.nets.PatchGAN` in NCHW: conv(k, stride) -> BN -> LeakyReLU (not last) -> dropout."""
+
+    def __init__(self, in_ch=1, features=(16, 16, 1), strides=(2, 2, 1), k=3, slope=0.3, rate=0.25):
+        super().__init__()
+        layers, c = [], in_ch
+        for i, (f, st) in enumerate(zip(features, strides)):
+            layers += [nn.Conv2d(c, f, k, stride=st, padding=k // 2), nn.BatchNorm2d(f, momentum=0.01, eps=1e-3)]
+            if i < len(features) - 1:
+                layers.append(nn.LeakyReLU(slope))
+            layers.append(nn.Dropout(rate))
+            c = f
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class TorchVAEGAN(nn.Module):
+    """Rivera's VAE-GAN at the benchmark's CPU scale (module docstring); ``losses(x) -> (gen, disc)``."""
+
+    def __init__(self, size=32, in_ch=1, z_dim=16):
+        super().__init__()
+        self.vae = TorchResNetV2VAE(size, in_ch, z_dim, widths=(16, 16, 16, 16), bottleneck=4, blocks=0)
+        self.vae.dec[-1] = nn.Conv2d(16, in_ch, 1)  # linear output image in [-1, 1] units
+        self.disc = TorchPatchGAN(in_ch)
+
+    def losses(self, x):
+        loc, log_var = self.vae.enc(x).chunk(2, dim=-1)
+        x_hat = self.vae.decode(loc + torch.exp(0.5 * log_var) * torch.randn_like(loc))
+        mae = (x - x_hat).abs().flatten(1).mean(-1)
+        m, v = loc.mean(0), loc.var(0, unbiased=False)  # population KL of the batch means
+        kl = 0.5 * (v + m**2 - 1.0 - torch.log(v)).sum()
+        var_reg = 0.1 * (log_var.exp() - log_var - 1.0).sum(-1)
+        real, fake = self.disc(x), self.disc(x_hat)
+        adv = 100.0 * F.softplus(-fake).flatten(1).mean(-1)
+        disc = 100.0 * (F.softplus(-real) + F.softplus(fake)).flatten(1).mean(-1)
+        return (5000.0 * mae + kl + var_reg + adv).mean(), disc.mean()
+
+
 TORCH_MODELS = {
     "mlp_vae_512x2_z32": lambda x_shape: TorchMLPVAE(x_dim=x_shape[0]),
     "conv_vae_64x64_dsprites": lambda x_shape: TorchConvVAE64(in_ch=x_shape[-1]),
     "resnet_v2_vae_32x32": lambda x_shape: TorchResNetV2VAE(size=x_shape[0], in_ch=x_shape[-1]),
+    "vaegan_32x32_adversarial": lambda x_shape: TorchVAEGAN(size=x_shape[0], in_ch=x_shape[-1]),
 }
 
 
@@ -185,11 +233,35 @@ def make_torch_fns(x_np: np.ndarray, *, model: str = "mlp_vae_512x2_z32", seed: 
     device = device or default_device()
     torch.manual_seed(seed)
     net = TORCH_MODELS[model](x_np.shape[1:]).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    adversarial = isinstance(net, TorchVAEGAN)
+    if adversarial:
+        players = (list(net.vae.parameters()), list(net.disc.parameters()))
+        opts = [torch.optim.Adam(p, lr=5e-4, betas=(0.5, 0.999)) for p in players]
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x_arr = np.array(x_np, dtype=np.float32, copy=True)
     if x_arr.ndim == 4:
         x_arr = np.ascontiguousarray(x_arr.transpose(0, 3, 1, 2))
     x = torch.from_numpy(x_arr).to(device)
+
+    def adversarial_step():
+        """Both players' gradients from one forward pass, then both Adam updates (simultaneous)."""
+        net.train()
+        gen, disc = net.losses(x)
+        grads = torch.autograd.grad(gen, players[0], retain_graph=True) + torch.autograd.grad(disc, players[1])
+        for p, g in zip(players[0] + players[1], grads):
+            p.grad = g
+        for o in opts:
+            o.step()
+        return float(gen.detach())
+
+    def adversarial_eval():
+        net.eval()
+        with torch.no_grad():
+            return float(net.losses(x)[0])
+
+    if adversarial:
+        return adversarial_step, adversarial_eval
 
     def train_step():
         net.train()

@@ -200,7 +200,12 @@ def test_conv_forms_are_timed_side_by_side_and_the_layer_section_reports_each_op
 
 
 @pytest.mark.parametrize(
-    "name,x_shape", [("conv_vae_64x64_dsprites", (64, 64, 1)), ("resnet_v2_vae_32x32", (32, 32, 1))]
+    "name,x_shape",
+    [
+        ("conv_vae_64x64_dsprites", (64, 64, 1)),
+        ("resnet_v2_vae_32x32", (32, 32, 1)),
+        ("vaegan_32x32_adversarial", (32, 32, 1)),  # VAE + PatchGAN, both players' parameters
+    ],
 )
 def test_torch_conv_twins_have_the_jax_models_parameter_count(name, x_shape):
     torch_reference = pytest.importorskip("torch_reference", reason="torch is a bench extra")
@@ -210,7 +215,8 @@ def test_torch_conv_twins_have_the_jax_models_parameter_count(name, x_shape):
     from jaxvae.nets import count_parameters
 
     built = jax.eval_shape(lambda: bench.MODELS[name][0](2).state)
-    x = np.zeros((2,) + x_shape, np.float32)
+    # random images: a constant batch gives the population KL a zero batch variance (log 0)
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, (2,) + x_shape).astype(np.float32)
     train, evaluate = torch_reference.make_torch_fns(x, model=name)
     assert np.isfinite(train()) and np.isfinite(evaluate())
     net = torch_reference.TORCH_MODELS[name](x.shape[1:])
