@@ -100,3 +100,70 @@ def test_celeba_config_trains_on_random_images_at_small_size(tmp_path):
     step, state, batch = main.make_benchmark_step(small, 4)
     state, m = step(state, batch)
     assert np.isfinite(float(m["gen_loss"])) and np.isfinite(float(m["disc_loss"])) and int(state.step) == 1
+
+
+def test_traversal_latents_move_one_unit_per_row_most_varying_unit_first():
+    from experiments.mog_vaegan.evaluate import TRAVERSAL_RANGE, traversal_latents
+
+    rng = np.random.default_rng(0)
+    scales = np.array([0.1, 3.0, 1.0, 0.01, 2.0])
+    loc = rng.normal(size=(200, 5)) * scales
+    z = traversal_latents(loc)
+    assert z.shape == (5, 5, 5)
+    order = np.argsort(-loc.var(axis=0))
+    assert list(order[:3]) == [1, 4, 2]
+    for k, unit in enumerate(order):
+        moved = z[k] - loc[0]
+        others = np.delete(moved, unit, axis=1)
+        np.testing.assert_allclose(others, 0.0, atol=1e-6)
+        np.testing.assert_allclose(moved[:, unit], np.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, 5), atol=1e-6)
+    assert traversal_latents(rng.normal(size=(3, 40))).shape == (16, 16, 40)  # at most 16 rows
+    with pytest.raises(ValueError, match="loc"):
+        traversal_latents(np.zeros(4))
+
+
+def test_interpolation_latents_join_consecutive_codes():
+    from experiments.mog_vaegan.evaluate import interpolation_latents
+
+    loc = np.arange(30, dtype=np.float32).reshape(10, 3)
+    z = interpolation_latents(loc)
+    assert z.shape == (5, 5, 3)
+    for p in range(5):
+        np.testing.assert_allclose(z[p, 0], loc[2 * p], atol=1e-6)
+        np.testing.assert_allclose(z[p, -1], loc[2 * p + 1], atol=1e-6)
+        np.testing.assert_allclose(z[p, 2], (loc[2 * p] + loc[2 * p + 1]) / 2, atol=1e-5)
+    assert interpolation_latents(loc[:2]).shape == (1, 2, 3)
+    assert interpolation_latents(np.zeros((40, 3))).shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="N >= 2"):
+        interpolation_latents(loc[:1])
+
+
+@pytest.mark.slow
+def test_image_fn_gives_traversal_and_interpolation_grids_one_row_per_unit_or_pair():
+    """The evaluation's images of the CPU-scale model: the decoded traversals tile into one unit per row,
+    the interpolations into one pair per row, with the test images' reconstructions at the row ends."""
+    import jax
+
+    from experiments.mog_vaegan import evaluate, main
+    from jaxvae.train.writers import make_grid
+
+    c = load("vaegan")
+    small = dataclasses.replace(
+        c.model, latent_dim=6, enc_widths=(4,) * 4, dec_widths=(4,) * 4, disc_features=(4, 4, 1)
+    )
+    cfg = dataclasses.replace(c, model=small, num_images=4)
+    state = main.create_state(cfg.model, 0)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 1)).astype(np.float32)
+    out = evaluate.image_fn(cfg, x)(state, jax.random.key(1))
+    assert set(out) == {"samples", "reconstructions", "traversals", "interpolations"}
+    assert out["traversals"].shape == (6 * 6, 32, 32, 1) and out["interpolations"].shape == (4 * 4, 32, 32, 1)
+    for v in out.values():
+        assert v.min() >= 0.0 and v.max() <= 1.0
+    assert make_grid(out["traversals"]).shape[:2] == (6 * 34 + 2, 6 * 34 + 2)
+    assert make_grid(out["interpolations"]).shape[:2] == (4 * 34 + 2, 4 * 34 + 2)
+    recon = out["reconstructions"][1::2]  # (test image, reconstruction) pairs
+    ends = out["interpolations"].reshape(4, 4, 32, 32, 1)
+    np.testing.assert_allclose(ends[:, 0], recon[0::2], atol=1e-5)
+    np.testing.assert_allclose(ends[:, -1], recon[1::2], atol=1e-5)
+    row = out["traversals"].reshape(6, 6, 32, 32, 1)[0]
+    assert np.abs(row[0] - row[-1]).max() > 0  # moving the unit changes the decoded image
