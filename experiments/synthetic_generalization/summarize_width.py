@@ -103,6 +103,10 @@ def figure(stats: dict[str, dict], path: str) -> None:
                     ax.annotate(f"({p[0]},{p[1]})", (st[p]["params"], st[p][key]["mean"]), fontsize=7, alpha=0.6)
     axes[0].set(xscale="log", xlabel="parameters", ylabel="test ELBO (nats)", title="test ELBO (higher is better)")
     axes[1].set(xscale="log", xlabel="parameters", ylabel="G_g (nats)", title="generalization gap (m_z, n_c)")
+    ticks = sorted({p["params"] for st in stats.values() for p in st.values()})
+    for ax in axes:
+        ax.minorticks_off()
+        ax.set_xticks(ticks, [f"{t / 1000:.1f}k" for t in ticks], fontsize=7)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
