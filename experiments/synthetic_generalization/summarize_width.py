@@ -11,7 +11,8 @@ The two series (Sec. 4, Method B): ``n_c`` at the smallest ``m_z`` (both Theta_z
 grow) and ``m_z`` at the ``n_c`` of the ``m_z`` series (only Theta_z grows). The paper's claim for width:
 a wider model has a better test ELBO and, with DMaaPx, a smaller G_g; here it is checked as
 ``d_s = widest_s - narrowest_s`` per seed (test ELBO: widest better when ``d > 0``; G_g: widest
-smaller when ``d < 0``), decided at two standard errors of the mean of ``d``.
+smaller when ``d < 0``), decided at two standard errors of the mean of ``d``. Per point, Normal minus
+DMaaPx (G_g and test ELBO), paired by seed.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ def main(results_dir: str | None = None, figure_path: str | None = None) -> dict
                 }
             ),
         )
+    if "normal" in stats and "dmaapx" in stats:
+        summary["normal_minus_dmaapx"] = {
+            f"mz{p[0]}_nc{p[1]}": {
+                k: paired_comparison(stats["normal"][p][k]["per_seed"], stats["dmaapx"][p][k]["per_seed"])["paired"]
+                for k in ("gap", "test_elbo")
+            }
+            for p in sorted(set(stats["normal"]) & set(stats["dmaapx"]))
+        }
     figure(stats, figure_path or os.path.join(HERE, "figures", "width.png"))
     seeds = sorted({s for st in stats.values() for p in st.values() for s in p["gap"]["per_seed"]})
     return write_results(os.path.join(results_dir, "width_summary.json"), summary, seeds=seeds)

@@ -153,12 +153,16 @@ def test_width_summary_series_and_trend(tmp_path):
     }
     for (mz, nc), (n, g, t) in pts.items():
         json.dump(_width_result("normal", mz, nc, n, g, t), open(tmp_path / f"width_normal_mz{mz}_nc{nc}.json", "w"))
+    half = _width_result("dmaapx", 1, 8, 300, [v / 2 for v in pts[(1, 8)][1]], pts[(1, 8)][2])
+    json.dump(half, open(tmp_path / "width_dmaapx_mz1_nc8.json", "w"))
     out = summarize_width.main(str(tmp_path), str(tmp_path / "width.png"))
     trends = out["methods"]["normal"]["trends"]
     assert trends["n_c"]["points"] == [[1, 4], [1, 8], [1, 16]] and trends["m_z"]["points"] == [[1, 8], [2, 8]]
     assert trends["n_c"]["test_elbo_improves"] and trends["n_c"]["G_g_shrinks"]
     np.testing.assert_allclose(trends["n_c"]["test_elbo_widest_minus_narrowest"]["mean"], 20.0)
     assert not trends["m_z"]["test_elbo_improves"] and not trends["m_z"]["G_g_shrinks"]
+    np.testing.assert_allclose(out["normal_minus_dmaapx"]["mz1_nc8"]["gap"]["mean"], np.mean(pts[(1, 8)][1]) / 2)
+    assert list(out["normal_minus_dmaapx"]) == ["mz1_nc8"]
     assert (tmp_path / "width.png").exists()
     assert json.load(open(tmp_path / "width_summary.json"))["methods"]["normal"]["points"][0]["params"] == 100
 
