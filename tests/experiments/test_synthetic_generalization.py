@@ -167,7 +167,7 @@ def test_width_summary_series_and_trend(tmp_path):
     assert json.load(open(tmp_path / "width_summary.json"))["methods"]["normal"]["points"][0]["params"] == 100
 
 
-@pytest.mark.slow  # 70-90 s each on the loaded 2-core machine: two seeds of a tiny conv VAE
+@pytest.mark.slow  # 20-25 s each (70-90 s on the loaded machine): two seeds of a tiny conv VAE
 @pytest.mark.parametrize("method", ["normal", "dmaapx"])
 def test_width_run_end_to_end_and_resumes_per_seed(tmp_path, method):
     """The width job trains seeds in sequence, reports G_g and the parameter split, and reuses finished seeds."""
