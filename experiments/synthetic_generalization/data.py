@@ -58,17 +58,22 @@ def member_iterators(cfg: GapsExperimentConfig, x_train: np.ndarray):
 
 
 class AddChannel:
-    """Pool batches are ``[B, 32, 32]``; the VAE takes ``[B, 32, 32, 1]``."""
+    """Pool batches are ``[..., B, 32, 32]``; the VAEs take ``[..., B, 32, 32, 1]``.
 
-    def __init__(self, inner):
+    ``ndim``: the rank of a batch with its channel axis (5 for seeds stacked as ``[S, B, 32, 32, 1]``,
+    4 for one seed's ``[B, 32, 32, 1]``); a batch one axis short gets the channel appended.
+    """
+
+    def __init__(self, inner, ndim: int = 5):
         self.inner = inner
+        self.ndim = ndim
 
     def __iter__(self):
         return self
 
     def __next__(self):
         b = next(self.inner)
-        return {"x": b["x"][..., None] if b["x"].ndim == 4 else b["x"]}
+        return {"x": b["x"][..., None] if b["x"].ndim == self.ndim - 1 else b["x"]}
 
     def get_state(self):
         return self.inner.get_state()

@@ -1,9 +1,10 @@
-"""The gaps of one trained FC VAE, through the protocol of :mod:`jaxvae.metrics.gaps`.
+"""The gaps of one trained VAE (the FC VAE; the residual conv VAE's G_g), through :mod:`jaxvae.metrics.gaps`.
 
 ``gap_fns`` turns :mod:`jaxvae.models.vae` parameters into the ``encode`` / ``log_likelihood`` /
 ``decode`` callables the gap functions take: ``encode(x) = (mu(x), sigma(x))`` of q(z|x),
 ``log_likelihood(x, z) = sum_pixels log Bernoulli(x; sigmoid(decode(z)))``, ``decode(z)`` the
-Bernoulli means (the reconstructions of the robustness gap).
+Bernoulli means (the reconstructions of the robustness gap). The residual conv VAE brings its own
+(:func:`jaxvae.models.xiao.gap_fns`, BatchNorm with its running averages so examples are independent).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from experiments.synthetic_generalization.configs import GapsExperimentConfig
 from jaxvae.distributions.bernoulli import bernoulli_log_prob
 from jaxvae.metrics import gaps
-from jaxvae.models import vae
+from jaxvae.models import vae, xiao
 
 
 def gap_fns(cfg: vae.Config, params: Any):
@@ -40,6 +41,14 @@ def gap_fns(cfg: vae.Config, params: Any):
 def generalization(key, cfg: vae.Config, params, x_train, x_test, num_samples: int) -> dict[str, float]:
     encode, ll, _ = gap_fns(cfg, params)
     return gaps.generalization_gap(key, encode, ll, x_train, x_test, num_samples=num_samples)._asdict()
+
+
+def conv_generalization(
+    key, cfg: xiao.Config, params, model_state, x_train, x_test, num_samples: int
+) -> dict[str, float]:
+    """G_g (eq. 3) and the train / test ELBOs of a residual conv VAE, with their standard errors."""
+    encode, ll, _ = xiao.gap_fns(cfg, params, model_state)
+    return gaps.generalization_gap(key, encode, ll, x_train, x_test, num_samples=num_samples, batch_size=250)._asdict()
 
 
 def amortization(key, cfg: vae.Config, params, x, ev) -> dict[str, Any]:

@@ -64,3 +64,18 @@ def test_mixture_likelihood_wiring():
     params, state = xiao.init(cfg, 0)
     rec = xiao.reconstruct(cfg, params, state, np.asarray(x))
     assert rec.shape == (2, 8, 8, 1) and float(rec.min()) >= 0 and float(rec.max()) <= 1
+
+
+def test_zero_init_posterior_starts_at_the_prior():
+    """With ``zero_init_posterior`` q(z|x) = N(0, I) at initialisation (KL 0); by default it is not."""
+    x = _x(3)
+    cfg = dataclasses.replace(CFG, zero_init_posterior=True)
+    params, state = xiao.init(cfg, 0)
+    loc, scale = xiao.gap_fns(cfg, params, state)[0](x)
+    np.testing.assert_array_equal(loc, 0.0)
+    np.testing.assert_array_equal(scale, 1.0)
+    kl = xiao.make_eval_fn(cfg)(params, state, {"x": x}, jax.random.key(0))["kl"]
+    np.testing.assert_allclose(kl, 0.0, atol=1e-5)
+    p_default, s_default = xiao.init(CFG, 0)
+    assert np.abs(xiao.gap_fns(CFG, p_default, s_default)[0](x)[0]).max() > 1e-3
+    assert xiao.parameter_split(params) == xiao.parameter_split(p_default)

@@ -5,6 +5,8 @@ the synthetic pool (:func:`jaxvae.data.synthetic.write_pool`) and measures its M
 ``GapsExperimentConfig``: trains the paper's FC VAE (:mod:`jaxvae.models.vae`, 32^2 -> 512 -> 512 -> 16,
 Bernoulli) under Normal / DMaaPx / Aug.Naive / Aug.Tuned training, several seeds in one compiled program,
 and measures the three gaps.
+``WidthSweepConfig``: one width point ``(m_z, n_c)`` of the residual conv VAE (:mod:`jaxvae.models.xiao`)
+under Normal or DMaaPx training, seeds in sequence, and its G_g / test ELBO (experiment (b)).
 Config modules here define ``get_config()``; ``--set section.field=value`` overrides a leaf.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxvae.config import check_one_of, check_positive_int
-from jaxvae.models import edm, vae
+from jaxvae.models import edm, vae, xiao
 from jaxvae.train.loop import TrainConfig
 from jaxvae.train.optim import OptimizerConfig
 
@@ -138,6 +140,42 @@ class GapsExperimentConfig:
     def __post_init__(self):
         check_one_of("method", self.method, METHODS)
         check_positive_int("epochs", self.epochs)
+        check_positive_int("pool_blocks", self.pool_blocks, allow_zero=True)
+        if not self.seeds:
+            raise ValueError("`seeds` must name at least one seed.")
+        if self.method == "dmaapx" and not self.pool_dir:
+            raise ValueError("`pool_dir` must name the synthetic pool for method='dmaapx'.")
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthSweepConfig:
+    """One width point of the residual conv VAE, trained by ``method``; seeds one after the other.
+
+    Attributes:
+      model: the residual conv VAE; the sweep varies ``model.m_z`` and ``model.n_c``.
+      method: ``"normal"`` (repeats of D_train) or ``"dmaapx"`` (the pool's blocks).
+      seeds: seeds trained in sequence (initialisation, data order, noise), each in its own sub-dir.
+      epochs: effective epochs (multiples of ``data.train_examples`` training examples).
+      elbo_samples: draws per example of the G_g / test-ELBO estimator (train and test alike).
+      pool_dir, pool_blocks, pool_binarize_seed: as in :class:`GapsExperimentConfig`.
+    """
+
+    model: xiao.Config = xiao.Config(m_z=1, n_c=8)
+    optim: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+    data: Subset = Subset()
+    method: str = "normal"
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 30
+    elbo_samples: int = 10
+    pool_dir: str = ""
+    pool_blocks: int = 0
+    pool_binarize_seed: int = 2
+
+    def __post_init__(self):
+        check_one_of("method", self.method, ("normal", "dmaapx"))
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("elbo_samples", self.elbo_samples)
         check_positive_int("pool_blocks", self.pool_blocks, allow_zero=True)
         if not self.seeds:
             raise ValueError("`seeds` must name at least one seed.")
