@@ -167,3 +167,15 @@ def test_image_fn_gives_traversal_and_interpolation_grids_one_row_per_unit_or_pa
     np.testing.assert_allclose(ends[:, -1], recon[1::2], atol=1e-5)
     row = out["traversals"].reshape(6, 6, 32, 32, 1)[0]
     assert np.abs(row[0] - row[-1]).max() > 0  # moving the unit changes the decoded image
+
+
+@pytest.mark.slow  # MNIST features of 3 x 500 images (~20 s)
+def test_reference_fid_orders_real_below_blank(tmp_path):
+    """The reference points put real training images far below blank images against the test images."""
+    from experiments.mog_vaegan import reference_fid
+
+    out = reference_fid.main(["--out", str(tmp_path), "--num-images", "500"])
+    assert 0.0 <= out["mnist_fid_train500_vs_test"] < 0.2 * out["mnist_fid_blank_vs_test"]
+    assert json.load(open(tmp_path / "mnist_fid_reference.json"))["test_images"] == 500
+    with pytest.raises(ValueError, match="--num-images"):
+        reference_fid.main(["--out", str(tmp_path), "--num-images", "1"])
