@@ -65,8 +65,8 @@ IM2COL_MAX_IN_CHANNELS = 4
 # (64x64 and 32x32 layers of the paper models; at 16x16 and below XLA's measured as fast or faster)
 GEMM_MIN_PIXELS = 32 * 32
 # A transposed convolution with this many output channels or fewer (an image-emitting last layer) keeps
-# XLA's forward and weight gradient: its phase kernel has only s*s*C_out outputs, and XLA's dilated
-# form measured faster there (64x64 decoder's 32 -> 1 layer, batch 64: weight gradient 29 ms vs 120 ms)
+# XLA's forward: its phase kernel has only s*s*C_out outputs, and XLA's dilated form measured faster there
+# (64x64 decoder's 32 -> 1 layer, batch 64: forward 10 ms vs 22 under load)
 PHASE_MIN_OUT_CHANNELS = 4
 
 
@@ -183,10 +183,11 @@ def stride1_weight_grad(x: jax.Array, dy: jax.Array, kernel_hw: Sequence[int], p
     The operand with fewer channels is the one shifted: its ``K_h K_w`` shifted copies, transposed, are
     stacked into the left factor ``[K_h K_w min(C, O), B H W]``, and the other stays in its natural
     row-major ``[B H W, max(C, O)]`` layout as the right factor. That is a plain (non-transposed) GEMM
-    with a long contraction, which XLA:CPU runs near its matmul rate, where its own weight gradient (a
-    convolution whose window is the whole image) and a product contracting the leading axes of both
-    operands run 3-10x slower. The zero padding of ``dy`` costs ``H W / (H_out W_out)`` extra
-    multiply-adds (1.1-1.3x for the 4x4/stride-2 layers of the paper models after :func:`strided_weight_grad`).
+    with a long contraction, which XLA:CPU runs at ~60% of its square-matmul rate (the 64x64 VAE's
+    32x32x32 layer), where its own weight gradient (a convolution whose window is the whole image) and a
+    product contracting the leading axes of both operands measured 2-10x slower. The zero padding of
+    ``dy`` costs ``H W / (H_out W_out)`` extra multiply-adds (1.1-1.3x for the 4x4/stride-2 layers of
+    the paper models after :func:`strided_weight_grad`).
     """
     b, h, w, c = x.shape
     kh, kw = (int(k) for k in kernel_hw)
